@@ -1,0 +1,4 @@
+from compgs.cli.main import main
+
+if __name__ == "__main__":
+    main()

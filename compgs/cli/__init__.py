@@ -1,0 +1,1 @@
+"""Command-line entry points (`compgs <command>`), one module per command."""

@@ -1,0 +1,103 @@
+"""`compgs <command> ...`: dispatch to one command module, turn errors into one line.
+
+Commands are registered by dotted path so that `compgs info` does not import
+the trainer; each command is a typed function that tyro turns into flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import sys
+from collections.abc import Sequence
+
+# name -> (module:function, one-line summary shown by `compgs --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("compgs.cli.info:info", "describe a splat file (.ply .splat .spz .cgs)"),
+    "convert": ("compgs.cli.convert:convert", "convert between splat formats"),
+    "demo": ("compgs.cli.demo:demo", "run the main job on the embedded default scene"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: compgs <command> [options]   (compgs <command> --help for its options)", ""]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, show_time=False, markup=False)],
+    )
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"compgs: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run(argv: Sequence[str]) -> object:
+    """Run one command in-process (tests call this); errors propagate."""
+    import tyro
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        if not argv:
+            raise SystemExit(2)
+        return None
+    if argv[0] in ("-V", "--version"):
+        from compgs import __version__
+
+        print(f"compgs {__version__}")
+        return None
+    name = argv[0]
+    if name not in COMMANDS:
+        _fail(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}", 2)
+    module_name, func_name = COMMANDS[name][0].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    # tyro reports bad flags in a multi-line box on stderr; keep its words, one line.
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            parsed = tyro.cli(func, args=list(argv[1:]), prog=f"compgs {name}")
+    except SystemExit as e:
+        if e.code not in (0, None):
+            _fail(f"compgs {name}: {_one_line(captured.getvalue())}", 2)
+        raise
+    return parsed
+
+
+def _one_line(box: str) -> str:
+    """The words of tyro's error box, without its frame and help pointer."""
+    words = []
+    for line in box.splitlines():
+        text = line.strip().strip("│╭╮╰╯─ ").strip()
+        if text and not text.startswith("For full helptext") and not set(text) <= set("─"):
+            words.append(text)
+    return " ".join(words) or "bad arguments (see --help)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from compgs.errors import CompgsError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _setup_logging()
+    try:
+        run(argv)
+    except CompgsError as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+
+
+if __name__ == "__main__":
+    main()
