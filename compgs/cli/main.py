@@ -17,6 +17,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("compgs.cli.info:info", "describe a splat file (.ply .splat .spz .cgs)"),
     "convert": ("compgs.cli.convert:convert", "convert between splat formats"),
+    "compress": ("compgs.cli.compress:compress", "post-training k-means compression to .cgs"),
+    "decompress": ("compgs.cli.compress:decompress", "expand a .cgs file to .ply/.splat/.spz"),
     "demo": ("compgs.cli.demo:demo", "run the main job on the embedded default scene"),
 }
 

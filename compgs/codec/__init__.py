@@ -7,6 +7,7 @@ from compgs.codec.cgs import (
     decode,
     decode_compressed,
     encode,
+    encode_ordered,
     group_vectors,
 )
 from compgs.codec.files import read_cgs, read_cgs_compressed, size_breakdown
@@ -18,6 +19,7 @@ __all__ = [
     "decode",
     "decode_compressed",
     "encode",
+    "encode_ordered",
     "group_vectors",
     "read_cgs",
     "read_cgs_compressed",

@@ -170,6 +170,18 @@ def encode(
     ``splats``; quantized fields are represented by their codebook and indices.
     ``metadata`` (method, config, ...) is stored in the JSON block.
     """
+    return encode_ordered(splats, codebooks, assignments, options, metadata=metadata)[0]
+
+
+def encode_ordered(
+    splats: Splats,
+    codebooks: Mapping[str, torch.Tensor],
+    assignments: Mapping[str, torch.Tensor],
+    options: CodecOptions | None = None,
+    *,
+    metadata: Mapping | None = None,
+) -> tuple[bytes, np.ndarray]:
+    """`encode`, plus the stored order: Gaussian i of the file is input Gaussian order[i]."""
     from compgs import __version__
 
     options = options or CodecOptions()
@@ -251,7 +263,7 @@ def encode(
         sections[f"raw.{field}"] = _float_bytes(values, options.codebooks, f"field {field!r}")
 
     sections = {"meta": json.dumps(meta, separators=(",", ":")).encode(), **sections}
-    return container.pack_container(n, sections, options.zstd_level)
+    return container.pack_container(n, sections, options.zstd_level), order
 
 
 # --- decoding ---------------------------------------------------------------------
