@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +43,6 @@ def timed(fn, repeat: int = 3):
     return best, out
 
 
-def matched(reference: Splats, other: Splats) -> Splats:
-    """``other`` reordered to ``reference`` when a format reorders (nearest by position)."""
-    from scipy.spatial import cKDTree
-
-    _, nearest = cKDTree(other.means.double().numpy()).query(reference.means.double().numpy())
-    return other.index(torch.from_numpy(nearest))
-
-
 def bench_one(name: str, splats: Splats, iters: int, tmp: Path) -> list[dict]:
     n = splats.num_gaussians
     rows = []
@@ -59,10 +52,9 @@ def bench_one(name: str, splats: Splats, iters: int, tmp: Path) -> list[dict]:
     for fmt in ("ply", "splat", "spz"):
         path = tmp / f"{name}.{fmt}"
         kw = {"sort": False} if fmt == "splat" else {}
-        enc, _ = timed(lambda: io.save(splats, path, **kw), repeat=1)
-        dec, back = timed(lambda: io.load(path))
-        ref = splats.with_sh_degree(back.sh_degree)
-        rmse = attribute_rmse(ref, back if fmt != "spz" else matched(ref, back))
+        enc, _ = timed(partial(io.save, splats, path, **kw), repeat=1)
+        dec, back = timed(partial(io.load, path))
+        rmse = attribute_rmse(splats.with_sh_degree(back.sh_degree), back)
         rows.append(
             dict(
                 input=name,
@@ -75,8 +67,10 @@ def bench_one(name: str, splats: Splats, iters: int, tmp: Path) -> list[dict]:
             )
         )
     for label, options in (("cgs", CodecOptions()), ("cgs-bitq", CodecOptions.bitq())):
-        enc, result = timed(lambda: compress_splats(splats, options=options, iters=iters), repeat=1)
-        dec, back = timed(lambda: decode(result.data))
+        enc, result = timed(
+            partial(compress_splats, splats, options=options, iters=iters), repeat=1
+        )
+        dec, back = timed(partial(decode, result.data))
         rmse = attribute_rmse(splats.index(result.order), back)
         rows.append(
             dict(
