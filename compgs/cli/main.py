@@ -22,8 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("compgs.cli.train:train", "train 3DGS / CompGS on a scene folder (--method, --data)"),
     "eval": ("compgs.cli.eval:eval_run", "evaluate a training run (PSNR, SSIM, LPIPS, size, FPS)"),
     "demo": ("compgs.cli.demo:demo", "run the main job on the embedded default scene"),
-    "generate-scene": ("compgs.cli.generate_scene:generate_scene", "write the embedded default scene"),
-    "scene-info": ("compgs.cli.scene_info:scene_info", "describe a scene folder (cameras, images, points)"),
+    "generate-scene": ("compgs.cli.generate_scene:generate_scene", "write the default scene"),
+    "scene-info": ("compgs.cli.scene_info:scene_info", "describe a scene folder"),
 }
 
 

@@ -96,7 +96,7 @@ def parse_colmap(root: Path) -> ParsedScene:
 
     points = colors = None
     if rec.num_points3D() > 0:
-        pts = list(rec.points3D.values())
+        pts = [p for _, p in sorted(rec.points3D.items())]  # by id: a stable order
         points = np.array([p.xyz for p in pts], dtype=np.float64)
         colors = np.array([p.color for p in pts], dtype=np.float64) / 255.0
     return ParsedScene(

@@ -61,7 +61,8 @@ def voxel_downsample(
     """Mean point and colour per occupied voxel of size ``voxel`` (open3d's grid and rule).
 
     Uses open3d when it imports; the numpy path computes the same voxels
-    (grid anchored at the minimum corner minus half a voxel).
+    (grid anchored at the minimum corner minus half a voxel). Rows come out
+    sorted by voxel index either way.
     """
     if len(xyz) == 0 or voxel <= 0:
         return xyz, rgb
@@ -73,7 +74,16 @@ def voxel_downsample(
         pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz.astype(np.float64)))
         pcd.colors = o3d.utility.Vector3dVector(rgb.astype(np.float64))
         down = pcd.voxel_down_sample(float(voxel))
-        return np.asarray(down.points), np.asarray(down.colors)
+        pts, cols = np.asarray(down.points), np.asarray(down.colors)
+        # open3d returns hash-map order: sort by voxel index, as the numpy path does.
+        cell = np.floor((pts - (xyz.min(axis=0) - voxel * 0.5)) / voxel).astype(np.int64)
+        order = np.lexsort(cell.T[::-1])
+        return pts[order], cols[order]
+    return voxel_downsample_numpy(xyz, rgb, voxel)
+
+
+def voxel_downsample_numpy(xyz: np.ndarray, rgb: np.ndarray, voxel: float):
+    """`voxel_downsample` without open3d (rows sorted by voxel index)."""
     origin = xyz.min(axis=0) - voxel * 0.5
     idx = np.floor((xyz - origin) / voxel).astype(np.int64)
     _, inverse, counts = np.unique(idx, axis=0, return_inverse=True, return_counts=True)

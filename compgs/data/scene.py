@@ -205,15 +205,11 @@ def load_scene(
     def cams(idx: list[int]) -> Cameras:
         dist = None
         if model != PINHOLE:
-            dist = torch.tensor(
-                np.stack(
-                    [
-                        frames[i].distortion if frames[i].distortion is not None else np.zeros(6)
-                        for i in idx
-                    ]
-                ).reshape(len(idx), 6),
-                dtype=torch.float32,
-            )
+            rows = np.zeros((len(idx), 6))
+            for row, i in enumerate(idx):
+                if frames[i].distortion is not None:
+                    rows[row] = frames[i].distortion
+            dist = torch.tensor(rows, dtype=torch.float32)
         return Cameras(
             K=torch.tensor(K[idx].reshape(-1, 3, 3), dtype=torch.float32),
             camtoworld=torch.tensor(c2w[idx].reshape(-1, 4, 4), dtype=torch.float32),
