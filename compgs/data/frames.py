@@ -64,9 +64,9 @@ class ParsedScene:
 
     def keep_existing(self) -> None:
         """Drop frames whose image file is missing, with one warning and a count."""
-        kept, missing = [], []
-        for f in self.frames:
-            (kept if f.image.is_file() else missing).append(f)
+        exists = [f.image.is_file() for f in self.frames]
+        keep = [i for i, ok in enumerate(exists) if ok]
+        missing = [f for f, ok in zip(self.frames, exists) if not ok]
         if missing:
             self.skipped += [str(f.image) for f in missing]
             log.warning(
@@ -76,15 +76,14 @@ class ParsedScene:
                 len(self.frames),
                 missing[0].image,
             )
-        if not kept:
+        if not keep:
             raise InputError(
                 f"{self.root}: none of the {len(self.frames)} images named by the "
                 f"{self.parser} poses exist (first missing: {missing[0].image})"
             )
-        keep = [self.frames.index(f) for f in kept]
         if self.near_far is not None:
             self.near_far = self.near_far[keep]
-        self.frames = kept
+        self.frames = [self.frames[i] for i in keep]
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -84,10 +84,13 @@ def initial_points(
             if all(m is not None for _, m in loaded):
                 masks = [m.numpy() for _, m in loaded]
                 images = [im.numpy() for im, _ in loaded]
-        xyz, rgb = random_points(
-            K, c2w[train_idx], sizes, num_random,
-            seed=seed, near_far=near_far, masks=masks, images=images,
-        )  # fmt: skip
+        try:
+            xyz, rgb = random_points(
+                K, c2w[train_idx], sizes, num_random,
+                seed=seed, near_far=near_far, masks=masks, images=images,
+            )  # fmt: skip
+        except InputError as e:  # name the scene: the message alone does not
+            raise InputError(f"{parsed.root}: {e}") from e
         log.info("random init: %d points%s", len(xyz), " carved by the masks" if masks else "")
         return xyz, rgb, "random"
     path = Path(init)

@@ -36,11 +36,30 @@ def triangulate(
     """(xyz [P,3], colours [P,3] in [0,1]) triangulated from uint8 ``images`` [H,W,3]
     seen by pinhole cameras ``K`` [C,3,3] at OpenCV camera-to-world ``c2w`` [C,4,4]."""
     import pycolmap
-    from PIL import Image
 
     if len(images) < 2:
         raise InputError("triangulation needs at least two training images")
     pycolmap.set_random_seed(seed)
+    # COLMAP logs every image and pair at INFO through glog: keep it for --debug runs only.
+    quiet = not log.isEnabledFor(logging.DEBUG)
+    saved = pycolmap.logging.minloglevel
+    if quiet:
+        pycolmap.logging.minloglevel = 2
+    try:
+        xyz, rgb = _run(images, K, c2w, max_features, min_track_length, num_threads)
+    finally:
+        pycolmap.logging.minloglevel = saved
+    if len(xyz) == 0:
+        log.warning("triangulation found no 3D point in %d images", len(images))
+    log.info("triangulated %d points from %d images", len(xyz), len(images))
+    return xyz, rgb
+
+
+def _run(images, K, c2w, max_features, min_track_length, num_threads):
+    """Extract, match and triangulate in a temporary folder: (xyz [P,3], colours [P,3])."""
+    import pycolmap
+    from PIL import Image
+
     with tempfile.TemporaryDirectory(prefix="compgs-triangulate-") as tmp:
         tmp = Path(tmp)
         image_dir = tmp / "images"
@@ -102,10 +121,6 @@ def triangulate(
         result = pycolmap.triangulate_points(rec, db_path, image_dir, out_dir)
         # Two-view tracks on repeated textures are where wrong matches survive.
         pts = [p for p in result.points3D.values() if p.track.length() >= min_track_length]
-    if not pts:
-        log.warning("triangulation found no 3D point in %d images", len(images))
-        return np.zeros((0, 3)), np.zeros((0, 3))
-    xyz = np.array([p.xyz for p in pts], dtype=np.float64)
-    rgb = np.array([p.color for p in pts], dtype=np.float64) / 255.0
-    log.info("triangulated %d points from %d images", len(xyz), len(images))
+        xyz = np.array([p.xyz for p in pts], dtype=np.float64).reshape(-1, 3)
+        rgb = np.array([p.color for p in pts], dtype=np.float64).reshape(-1, 3) / 255.0
     return xyz, rgb

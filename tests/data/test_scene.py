@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compgs.cli.main import main
 from compgs.data import load_scene
 from compgs.data.points import write_point_ply
 from compgs.errors import InputError
+from tests.cli.test_cli import run_cli
 from tests.data.rig import assert_projects, ring, write_image
 from tests.data.test_colmap import write_colmap
 from tests.data.test_transforms import write_nerfstudio
@@ -167,14 +167,6 @@ def test_bad_arguments(tmp_path):
             load_scene(tmp_path, **kwargs)
     with pytest.raises(InputError, match="no such folder"):
         load_scene(tmp_path / "missing")
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_cli_scene_info_and_errors(tmp_path, capsys):
