@@ -142,4 +142,5 @@ def parse_arkit(root: Path, *, tolerance: float = 0.05, frame_stride: int = 1) -
             f"{video}: none of the {len(images)} lowres_wide frames has a pose in "
             f"lowres_wide.traj within {tolerance} s"
         )
-    return ParsedScene(parser="arkit", root=root, frames=frames, skipped=dropped)
+    # Paths resolve against the folder holding lowres_wide/ (for images_<d>-style lookups).
+    return ParsedScene(parser="arkit", root=video, frames=frames, skipped=dropped)

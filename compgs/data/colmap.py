@@ -73,10 +73,10 @@ def parse_colmap(root: Path) -> ParsedScene:
 
     frames = []
     for _, im in sorted(rec.images.items(), key=lambda kv: kv[1].name):
+        if not getattr(im, "has_pose", True):
+            continue  # in the model but not registered
         pose = im.cam_from_world
-        pose = pose() if callable(pose) else pose  # a method since pycolmap 3.12
-        if pose is None:
-            continue  # registered in the database but not in this reconstruction
+        pose = pose() if callable(pose) else pose  # a method in recent pycolmap
         w2c = to_homogeneous(np.asarray(pose.matrix(), dtype=np.float64))
         (kind, K, dist), w, h = cameras[im.camera_id]
         frames.append(

@@ -97,9 +97,14 @@ def test_arkit_frame_folder_layout_and_stride(tmp_path):
     nested = tmp_path / VID
     (tmp_path / VID).mkdir()
     video.rename(nested / f"{VID}_frames")  # the <id>/<id>_frames/ layout of the 3DOD release
-    scene = load_scene(nested, frame_stride=2, test_every=0, num_random_points=100)
+    scene = load_scene(nested, frame_stride=2, test_every=0, num_random_points=100, downscale=2)
     assert scene.train.names == [f"{VID}_{t:.3f}.png" for t in (0.1, 0.3, 0.5)]
     assert scene.point_source == "random"
+    assert scene.image(1).shape == (H // 2, W // 2, 3)
+    halved = [cam_at(t) for t in (0.1, 0.3, 0.5)]
+    for c in halved:
+        c.fx, c.fy, c.cx, c.cy = c.fx / 2, c.fy / 2, c.cx / 2, c.cy / 2
+    assert_projects(scene.train, halved, scene.normalization, tol=1e-4)
 
 
 def test_arkit_errors(tmp_path):
