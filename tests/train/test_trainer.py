@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from compgs.data import load_scene
+
+pytest.importorskip("compgs.render", reason="the renderer has not landed yet")
 from compgs.data.synthetic import generate
 from compgs.methods import get_method
 from compgs.train.config import TrainConfig
