@@ -1,0 +1,1 @@
+"""Rendering: one differentiable render() API over several backends."""
