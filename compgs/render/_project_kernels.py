@@ -26,7 +26,7 @@ ABS_MARGIN = K.EXTENT_ABS_MARGIN
 C1 = SH_C1
 C20, C21, C22, C23, C24 = SH_C2
 C30, C31, C32, C33, C34, C35, C36 = SH_C3
-CHUNK = 256  # Gaussians per parallel work item (per-item scratch is allocated once)
+CHUNK = 256  # Gaussians per parallel work item (its scratch is allocated once)
 
 
 @njit(cache=True)
@@ -102,8 +102,48 @@ def _sh_basis_grad(x, y, z, degree, gx, gy, gz):
 
 
 @njit(cache=True)
-def _coeff(sh0, shN, i, k, ch):
-    return sh0[i, 0, ch] if k == 0 else shN[i, k - 1, ch]
+def _sandwich(r, s):
+    """R S R^T for a row-major 3x3 ``r`` (9-tuple) and symmetric ``s`` (upper 6-tuple)."""
+    s00, s01, s02, s11, s12, s22 = s
+    t00 = r[0] * s00 + r[1] * s01 + r[2] * s02
+    t01 = r[0] * s01 + r[1] * s11 + r[2] * s12
+    t02 = r[0] * s02 + r[1] * s12 + r[2] * s22
+    t10 = r[3] * s00 + r[4] * s01 + r[5] * s02
+    t11 = r[3] * s01 + r[4] * s11 + r[5] * s12
+    t12 = r[3] * s02 + r[4] * s12 + r[5] * s22
+    t20 = r[6] * s00 + r[7] * s01 + r[8] * s02
+    t21 = r[6] * s01 + r[7] * s11 + r[8] * s12
+    t22 = r[6] * s02 + r[7] * s12 + r[8] * s22
+    return (
+        t00 * r[0] + t01 * r[1] + t02 * r[2],
+        t00 * r[3] + t01 * r[4] + t02 * r[5],
+        t00 * r[6] + t01 * r[7] + t02 * r[8],
+        t10 * r[3] + t11 * r[4] + t12 * r[5],
+        t10 * r[6] + t11 * r[7] + t12 * r[8],
+        t20 * r[6] + t21 * r[7] + t22 * r[8],
+    )
+
+
+@njit(cache=True)
+def _transpose(r):
+    return (r[0], r[3], r[6], r[1], r[4], r[7], r[2], r[5], r[8])
+
+
+@njit(cache=True)
+def _world_cov(r, s0, s1, s2):
+    """R diag(s)^2 R^T as an upper 6-tuple."""
+    return _sandwich(r, (s0 * s0, 0.0, 0.0, s1 * s1, 0.0, s2 * s2))
+
+
+@njit(cache=True)
+def _view(V, c):
+    """Rotation (9-tuple) and translation of viewmat c."""
+    rot = (
+        V[c, 0, 0], V[c, 0, 1], V[c, 0, 2],
+        V[c, 1, 0], V[c, 1, 1], V[c, 1, 2],
+        V[c, 2, 0], V[c, 2, 1], V[c, 2, 2],
+    )  # fmt: skip
+    return rot, V[c, 0, 3], V[c, 1, 3], V[c, 2, 3]
 
 
 @njit(cache=True)
@@ -119,16 +159,17 @@ def _fov_limits(fx, fy, cx, cy, width, height):
 
 
 @njit(cache=True)
-def _cam_cov(V, c, s00, s01, s02, s11, s12, s22, t, out):
-    """Camera-space covariance ``out`` = V S V^T for viewmat V[c] (``t`` is scratch)."""
-    for j in range(3):
-        v0, v1, v2 = V[c, j, 0], V[c, j, 1], V[c, j, 2]
-        t[j, 0] = v0 * s00 + v1 * s01 + v2 * s02
-        t[j, 1] = v0 * s01 + v1 * s11 + v2 * s12
-        t[j, 2] = v0 * s02 + v1 * s12 + v2 * s22
-    for j in range(3):
-        for k in range(3):
-            out[j, k] = t[j, 0] * V[c, k, 0] + t[j, 1] * V[c, k, 1] + t[j, 2] * V[c, k, 2]
+def _cov2d(rot, cov, x, y, z, fx, fy, lo_u, hi_u, lo_v, hi_v):
+    """EWA projection: the Jacobian's entries and the 2D covariance (a, b, c) + eps."""
+    u = min(max(x / z, lo_u), hi_u)
+    v = min(max(y / z, lo_v), hi_v)
+    j00, j02 = fx / z, -fx * u / z
+    j11, j12 = fy / z, -fy * v / z
+    w = _sandwich(rot, cov)  # camera-space covariance, upper 6-tuple
+    a = j00 * j00 * w[0] + 2 * j00 * j02 * w[2] + j02 * j02 * w[5] + EPS2D
+    b = j00 * j11 * w[1] + j00 * j12 * w[2] + j02 * j11 * w[4] + j02 * j12 * w[5]
+    c = j11 * j11 * w[3] + 2 * j11 * j12 * w[4] + j12 * j12 * w[5] + EPS2D
+    return u, v, j00, j02, j11, j12, w, a, b, c
 
 
 @njit(parallel=True, cache=True)
@@ -137,33 +178,33 @@ def project_forward(
     width, height, near, far,
     means2d, conics, depths, colors, radii, rects,
 ):  # fmt: skip
-    """Fill means2d/conics/depths/colors [C,N,...], radii [C,N] and pixel rects [C,N,4]."""
+    """Fill means2d/conics/depths/colors [C,N,...], radii [C,N] and pixel rects [C,N,4].
+
+    A rect is the inclusive pixel range (x_lo, x_hi, y_lo, y_hi) whose centres can
+    get alpha >= 1/255; invisible Gaussians get radius 0 and an empty rect.
+    """
     n = means.shape[0]
     n_cams = viewmats.shape[0]
+    n_used = (sh_degree + 1) ** 2
     n_chunks = (n + CHUNK - 1) // CHUNK
     for chunk in prange(n_chunks):
         basis = np.zeros(16)
-        tmp, W = np.empty((3, 3)), np.empty((3, 3))
         for i in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
             _, _, _, _, _, r = _rotation(quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3])
-            s0, s1, s2 = math.exp(log_scales[i, 0]), math.exp(log_scales[i, 1]), math.exp(log_scales[i, 2])
-            m00, m01, m02 = r[0] * s0, r[1] * s1, r[2] * s2
-            m10, m11, m12 = r[3] * s0, r[4] * s1, r[5] * s2
-            m20, m21, m22 = r[6] * s0, r[7] * s1, r[8] * s2
-            S00 = m00 * m00 + m01 * m01 + m02 * m02
-            S01 = m00 * m10 + m01 * m11 + m02 * m12
-            S02 = m00 * m20 + m01 * m21 + m02 * m22
-            S11 = m10 * m10 + m11 * m11 + m12 * m12
-            S12 = m10 * m20 + m11 * m21 + m12 * m22
-            S22 = m20 * m20 + m21 * m21 + m22 * m22
+            cov = _world_cov(
+                r,
+                math.exp(log_scales[i, 0]),
+                math.exp(log_scales[i, 1]),
+                math.exp(log_scales[i, 2]),
+            )
             op = float(opacities[i])
             thr = math.log(255.0 * op) if op > ALPHA_MIN else 0.0
-            px_w, py_w, pz_w = float(means[i, 0]), float(means[i, 1]), float(means[i, 2])
+            pw = (float(means[i, 0]), float(means[i, 1]), float(means[i, 2]))
             for c in range(n_cams):
-                V = viewmats
-                x = V[c, 0, 0] * px_w + V[c, 0, 1] * py_w + V[c, 0, 2] * pz_w + V[c, 0, 3]
-                y = V[c, 1, 0] * px_w + V[c, 1, 1] * py_w + V[c, 1, 2] * pz_w + V[c, 1, 3]
-                z = V[c, 2, 0] * px_w + V[c, 2, 1] * py_w + V[c, 2, 2] * pz_w + V[c, 2, 3]
+                rot, tx, ty, tz = _view(viewmats, c)
+                x = rot[0] * pw[0] + rot[1] * pw[1] + rot[2] * pw[2] + tx
+                y = rot[3] * pw[0] + rot[4] * pw[1] + rot[5] * pw[2] + ty
+                z = rot[6] * pw[0] + rot[7] * pw[1] + rot[8] * pw[2] + tz
                 depths[c, i] = z
                 radii[c, i] = 0
                 means2d[c, i, 0] = 0.0
@@ -179,14 +220,9 @@ def project_forward(
                     continue
                 fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
                 lo_u, hi_u, lo_v, hi_v = _fov_limits(fx, fy, cx, cy, width, height)
-                u = min(max(x / z, lo_u), hi_u)
-                v = min(max(y / z, lo_v), hi_v)
-                j00, j02 = fx / z, -fx * u / z
-                j11, j12 = fy / z, -fy * v / z
-                _cam_cov(V, c, S00, S01, S02, S11, S12, S22, tmp, W)
-                a = j00 * j00 * W[0, 0] + 2 * j00 * j02 * W[0, 2] + j02 * j02 * W[2, 2] + EPS2D
-                b = j00 * j11 * W[0, 1] + j00 * j12 * W[0, 2] + j02 * j11 * W[1, 2] + j02 * j12 * W[2, 2]
-                cc = j11 * j11 * W[1, 1] + 2 * j11 * j12 * W[1, 2] + j12 * j12 * W[2, 2] + EPS2D
+                _, _, _, _, _, _, _, a, b, cc = _cov2d(
+                    rot, cov, x, y, z, fx, fy, lo_u, hi_u, lo_v, hi_v
+                )
                 det = a * cc - b * b
                 if not det > 0.0:
                     continue
@@ -217,14 +253,19 @@ def project_forward(
                 conics[c, i, 1] = -b / det
                 conics[c, i, 2] = a / det
                 # Colour seen from this camera.
-                dx, dy, dz = px_w - campos[c, 0], py_w - campos[c, 1], pz_w - campos[c, 2]
+                dx, dy, dz = pw[0] - campos[c, 0], pw[1] - campos[c, 1], pw[2] - campos[c, 2]
                 inv = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
                 _sh_basis(dx * inv, dy * inv, dz * inv, sh_degree, basis)
-                for ch in range(3):
-                    raw = 0.0
-                    for k in range((sh_degree + 1) ** 2):
-                        raw += basis[k] * _coeff(sh0, shN, i, k, ch)
-                    colors[c, i, ch] = max(raw + 0.5, 0.0)
+                raw0 = basis[0] * sh0[i, 0, 0]
+                raw1 = basis[0] * sh0[i, 0, 1]
+                raw2 = basis[0] * sh0[i, 0, 2]
+                for k in range(1, n_used):
+                    raw0 += basis[k] * shN[i, k - 1, 0]
+                    raw1 += basis[k] * shN[i, k - 1, 1]
+                    raw2 += basis[k] * shN[i, k - 1, 2]
+                colors[c, i, 0] = max(raw0 + 0.5, 0.0)
+                colors[c, i, 1] = max(raw1 + 0.5, 0.0)
+                colors[c, i, 2] = max(raw2 + 0.5, 0.0)
 
 
 @njit(parallel=True, cache=True)
@@ -235,7 +276,8 @@ def project_backward(
 ):  # fmt: skip
     """Gradients w.r.t. means, raw quats, log-scales and SH, summed over cameras.
 
-    Only visible (radii > 0) entries contribute, as in the forward.
+    Only visible (radii > 0) entries contribute, as in the forward. The SH
+    gradient arrays must come zero-filled.
     """
     n = means.shape[0]
     n_cams = viewmats.shape[0]
@@ -244,46 +286,30 @@ def project_backward(
     for chunk in prange(n_chunks):
         basis = np.zeros(16)
         gbx, gby, gbz = np.zeros(16), np.zeros(16), np.zeros(16)
-        vW = np.empty((3, 3))
-        vS = np.empty((3, 3))
-        vM = np.empty(9)
-        tmp, W = np.empty((3, 3)), np.empty((3, 3))
         for i in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
             qw, qx, qy, qz, qnorm, r = _rotation(quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3])
-            s0, s1, s2 = math.exp(log_scales[i, 0]), math.exp(log_scales[i, 1]), math.exp(log_scales[i, 2])
-            m = (
-                r[0] * s0, r[1] * s1, r[2] * s2,
-                r[3] * s0, r[4] * s1, r[5] * s2,
-                r[6] * s0, r[7] * s1, r[8] * s2,
-            )  # fmt: skip
-            S00 = m[0] * m[0] + m[1] * m[1] + m[2] * m[2]
-            S01 = m[0] * m[3] + m[1] * m[4] + m[2] * m[5]
-            S02 = m[0] * m[6] + m[1] * m[7] + m[2] * m[8]
-            S11 = m[3] * m[3] + m[4] * m[4] + m[5] * m[5]
-            S12 = m[3] * m[6] + m[4] * m[7] + m[5] * m[8]
-            S22 = m[6] * m[6] + m[7] * m[7] + m[8] * m[8]
-            px_w, py_w, pz_w = float(means[i, 0]), float(means[i, 1]), float(means[i, 2])
-            for j in range(3):
-                for k in range(3):
-                    vS[j, k] = 0.0
+            s0, s1, s2 = (
+                math.exp(log_scales[i, 0]),
+                math.exp(log_scales[i, 1]),
+                math.exp(log_scales[i, 2]),
+            )
+            cov = _world_cov(r, s0, s1, s2)
+            pw = (float(means[i, 0]), float(means[i, 1]), float(means[i, 2]))
+            # Gradient w.r.t. the world covariance (upper 6-tuple), summed over cameras.
+            vs00, vs01, vs02, vs11, vs12, vs22 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
             vpx, vpy, vpz = 0.0, 0.0, 0.0
             for c in range(n_cams):
                 if radii[c, i] == 0:
                     continue
-                V = viewmats
-                x = V[c, 0, 0] * px_w + V[c, 0, 1] * py_w + V[c, 0, 2] * pz_w + V[c, 0, 3]
-                y = V[c, 1, 0] * px_w + V[c, 1, 1] * py_w + V[c, 1, 2] * pz_w + V[c, 1, 3]
-                z = V[c, 2, 0] * px_w + V[c, 2, 1] * py_w + V[c, 2, 2] * pz_w + V[c, 2, 3]
+                rot, tx, ty, tz = _view(viewmats, c)
+                x = rot[0] * pw[0] + rot[1] * pw[1] + rot[2] * pw[2] + tx
+                y = rot[3] * pw[0] + rot[4] * pw[1] + rot[5] * pw[2] + ty
+                z = rot[6] * pw[0] + rot[7] * pw[1] + rot[8] * pw[2] + tz
                 fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
                 lo_u, hi_u, lo_v, hi_v = _fov_limits(fx, fy, cx, cy, width, height)
-                u = min(max(x / z, lo_u), hi_u)
-                v = min(max(y / z, lo_v), hi_v)
-                j00, j02 = fx / z, -fx * u / z
-                j11, j12 = fy / z, -fy * v / z
-                _cam_cov(V, c, S00, S01, S02, S11, S12, S22, tmp, W)
-                a = j00 * j00 * W[0, 0] + 2 * j00 * j02 * W[0, 2] + j02 * j02 * W[2, 2] + EPS2D
-                b = j00 * j11 * W[0, 1] + j00 * j12 * W[0, 2] + j02 * j11 * W[1, 2] + j02 * j12 * W[2, 2]
-                cc = j11 * j11 * W[1, 1] + 2 * j11 * j12 * W[1, 2] + j12 * j12 * W[2, 2] + EPS2D
+                u, v, j00, j02, j11, j12, w, a, b, cc = _cov2d(
+                    rot, cov, x, y, z, fx, fy, lo_u, hi_u, lo_v, hi_v
+                )
                 det = a * cc - b * b
                 # conic (A, B, C) = (c, -b, a) / det  ->  gradient w.r.t. (a, b, c).
                 vA, vB, vC = v_conics[c, i, 0], v_conics[c, i, 1], v_conics[c, i, 2]
@@ -291,95 +317,159 @@ def project_backward(
                 va = (-vA * cc * cc + vB * b * cc - vC * b * b) * id2
                 vb = (2 * vA * b * cc - vB * (a * cc + b * b) + 2 * vC * a * b) * id2
                 vc = (-vA * b * b + vB * a * b - vC * a * a) * id2
-                # cov2d = J W J^T: gradient w.r.t. W (symmetrised) and J's non-zeros.
-                J0 = (j00, 0.0, j02)
-                J1 = (0.0, j11, j12)
-                for p in range(3):
-                    for q in range(3):
-                        vW[p, q] = va * J0[p] * J0[q] + vc * J1[p] * J1[q] + 0.5 * vb * (J0[p] * J1[q] + J1[p] * J0[q])
-                wj0_0 = W[0, 0] * j00 + W[0, 2] * j02
-                wj0_2 = W[2, 0] * j00 + W[2, 2] * j02
-                wj1_1 = W[1, 1] * j11 + W[1, 2] * j12
-                wj1_2 = W[2, 1] * j11 + W[2, 2] * j12
-                wj1_0 = W[0, 1] * j11 + W[0, 2] * j12
-                wj0_1 = W[1, 0] * j00 + W[1, 2] * j02
+                # cov2d = J W J^T with J = [[j00, 0, j02], [0, j11, j12]]:
+                # dW (symmetrised) = va J0 J0^T + vc J1 J1^T + vb (J0 J1^T + J1 J0^T) / 2.
+                hb = 0.5 * vb
+                vw = (
+                    va * j00 * j00,
+                    hb * j00 * j11,
+                    va * j00 * j02 + hb * j00 * j12,
+                    vc * j11 * j11,
+                    vc * j11 * j12 + hb * j02 * j11,
+                    va * j02 * j02 + vc * j12 * j12 + 2 * hb * j02 * j12,
+                )
+                # dJ0 = 2 va W J0 + vb W J1, dJ1 = 2 vc W J1 + vb W J0 (W symmetric).
+                wj0_0 = w[0] * j00 + w[2] * j02
+                wj0_1 = w[1] * j00 + w[4] * j02
+                wj0_2 = w[2] * j00 + w[5] * j02
+                wj1_0 = w[1] * j11 + w[2] * j12
+                wj1_1 = w[3] * j11 + w[4] * j12
+                wj1_2 = w[4] * j11 + w[5] * j12
                 v_j00 = 2 * va * wj0_0 + vb * wj1_0
                 v_j02 = 2 * va * wj0_2 + vb * wj1_2
                 v_j11 = 2 * vc * wj1_1 + vb * wj0_1
                 v_j12 = 2 * vc * wj1_2 + vb * wj0_2
+                iz = 1.0 / z
+                iz2 = iz * iz
                 vx, vy = 0.0, 0.0
-                vz = -fx / (z * z) * v_j00 - fy / (z * z) * v_j11
-                vz += fx * u / (z * z) * v_j02 + fy * v / (z * z) * v_j12
-                v_u = -fx / z * v_j02
-                v_v = -fy / z * v_j12
-                if lo_u <= x / z <= hi_u:
-                    vx += v_u / z
-                    vz -= x / (z * z) * v_u
+                vz = (
+                    -fx * iz2 * v_j00
+                    - fy * iz2 * v_j11
+                    + fx * u * iz2 * v_j02
+                    + fy * v * iz2 * v_j12
+                )
+                v_u = -fx * iz * v_j02
+                v_v = -fy * iz * v_j12
+                if lo_u <= x / z <= hi_u:  # the clamp passes gradient only inside
+                    vx += v_u * iz
+                    vz -= x * iz2 * v_u
                 if lo_v <= y / z <= hi_v:
-                    vy += v_v / z
-                    vz -= y / (z * z) * v_v
+                    vy += v_v * iz
+                    vz -= y * iz2 * v_v
                 vmx, vmy = v_means2d[c, i, 0], v_means2d[c, i, 1]
-                vx += fx / z * vmx
-                vy += fy / z * vmy
-                vz += -fx * x / (z * z) * vmx - fy * y / (z * z) * vmy + v_depths[c, i]
-                # Back to world space: p_cam = V p + t, W = V S V^T.
-                vpx += V[c, 0, 0] * vx + V[c, 1, 0] * vy + V[c, 2, 0] * vz
-                vpy += V[c, 0, 1] * vx + V[c, 1, 1] * vy + V[c, 2, 1] * vz
-                vpz += V[c, 0, 2] * vx + V[c, 1, 2] * vy + V[c, 2, 2] * vz
-                for p in range(3):
-                    for q in range(3):
-                        acc = 0.0
-                        for r1 in range(3):
-                            for r2 in range(3):
-                                acc += V[c, r1, p] * vW[r1, r2] * V[c, r2, q]
-                        vS[p, q] += acc
+                vx += fx * iz * vmx
+                vy += fy * iz * vmy
+                vz += -fx * x * iz2 * vmx - fy * y * iz2 * vmy + v_depths[c, i]
+                # Back to world space: p_cam = R p + t and W = R S R^T.
+                vpx += rot[0] * vx + rot[3] * vy + rot[6] * vz
+                vpy += rot[1] * vx + rot[4] * vy + rot[7] * vz
+                vpz += rot[2] * vx + rot[5] * vy + rot[8] * vz
+                vs = _sandwich(_transpose(rot), vw)
+                vs00 += vs[0]
+                vs01 += vs[1]
+                vs02 += vs[2]
+                vs11 += vs[3]
+                vs12 += vs[4]
+                vs22 += vs[5]
                 # SH colour: d colour / d coefficients and d colour / d direction.
-                dx, dy, dz = px_w - campos[c, 0], py_w - campos[c, 1], pz_w - campos[c, 2]
+                dx, dy, dz = pw[0] - campos[c, 0], pw[1] - campos[c, 1], pw[2] - campos[c, 2]
                 nrm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
                 ux, uy, uz = dx / nrm, dy / nrm, dz / nrm
                 _sh_basis(ux, uy, uz, sh_degree, basis)
-                if sh_degree > 0:
-                    _sh_basis_grad(ux, uy, uz, sh_degree, gbx, gby, gbz)
+                raw0 = basis[0] * sh0[i, 0, 0]
+                raw1 = basis[0] * sh0[i, 0, 1]
+                raw2 = basis[0] * sh0[i, 0, 2]
+                for k in range(1, n_used):
+                    raw0 += basis[k] * shN[i, k - 1, 0]
+                    raw1 += basis[k] * shN[i, k - 1, 1]
+                    raw2 += basis[k] * shN[i, k - 1, 2]
+                # A colour clamped at 0 passes no gradient.
+                g0 = v_colors[c, i, 0] if raw0 + 0.5 >= 0.0 else 0.0
+                g1 = v_colors[c, i, 1] if raw1 + 0.5 >= 0.0 else 0.0
+                g2 = v_colors[c, i, 2] if raw2 + 0.5 >= 0.0 else 0.0
+                v_sh0[i, 0, 0] += basis[0] * g0
+                v_sh0[i, 0, 1] += basis[0] * g1
+                v_sh0[i, 0, 2] += basis[0] * g2
+                if sh_degree == 0:
+                    continue
+                _sh_basis_grad(ux, uy, uz, sh_degree, gbx, gby, gbz)
                 vux, vuy, vuz = 0.0, 0.0, 0.0
-                for ch in range(3):
-                    raw = 0.0
-                    for k in range(n_used):
-                        raw += basis[k] * _coeff(sh0, shN, i, k, ch)
-                    if raw + 0.5 < 0.0:
-                        continue  # clamped colour: no gradient
-                    g = v_colors[c, i, ch]
-                    v_sh0[i, 0, ch] += basis[0] * g
-                    for k in range(1, n_used):
-                        coef = shN[i, k - 1, ch]
-                        v_shN[i, k - 1, ch] += basis[k] * g
-                        vux += gbx[k] * coef * g
-                        vuy += gby[k] * coef * g
-                        vuz += gbz[k] * coef * g
-                if sh_degree > 0:
-                    dot = ux * vux + uy * vuy + uz * vuz
-                    vpx += (vux - ux * dot) / nrm
-                    vpy += (vuy - uy * dot) / nrm
-                    vpz += (vuz - uz * dot) / nrm
+                for k in range(1, n_used):
+                    v_shN[i, k - 1, 0] += basis[k] * g0
+                    v_shN[i, k - 1, 1] += basis[k] * g1
+                    v_shN[i, k - 1, 2] += basis[k] * g2
+                    wk = shN[i, k - 1, 0] * g0 + shN[i, k - 1, 1] * g1 + shN[i, k - 1, 2] * g2
+                    vux += gbx[k] * wk
+                    vuy += gby[k] * wk
+                    vuz += gbz[k] * wk
+                dot = ux * vux + uy * vuy + uz * vuz
+                vpx += (vux - ux * dot) / nrm
+                vpy += (vuy - uy * dot) / nrm
+                vpz += (vuz - uz * dot) / nrm
             v_means[i, 0] = vpx
             v_means[i, 1] = vpy
             v_means[i, 2] = vpz
-            # S = M M^T with M = R diag(s): dM = 2 vS M (vS symmetric).
-            for p in range(3):
-                for q in range(3):
-                    vM[3 * p + q] = 2 * (vS[p, 0] * m[q] + vS[p, 1] * m[3 + q] + vS[p, 2] * m[6 + q])
-            svals = (s0, s1, s2)
-            for q in range(3):
-                vs = vM[q] * r[q] + vM[3 + q] * r[3 + q] + vM[6 + q] * r[6 + q]
-                v_log_scales[i, q] = vs * svals[q]
-            g00, g01, g02 = vM[0] * s0, vM[1] * s1, vM[2] * s2
-            g10, g11, g12 = vM[3] * s0, vM[4] * s1, vM[5] * s2
-            g20, g21, g22 = vM[6] * s0, vM[7] * s1, vM[8] * s2
-            vw = 2 * (-qz * g01 + qy * g02 + qz * g10 - qx * g12 - qy * g20 + qx * g21)
-            vx_ = 2 * (qy * g01 + qz * g02 + qy * g10 - 2 * qx * g11 - qw * g12 + qz * g20 + qw * g21 - 2 * qx * g22)
-            vy_ = 2 * (-2 * qy * g00 + qx * g01 + qw * g02 + qx * g10 + qz * g12 - qw * g20 + qz * g21 - 2 * qy * g22)
-            vz_ = 2 * (-2 * qz * g00 - qw * g01 + qx * g02 + qw * g10 - 2 * qz * g11 + qy * g12 + qx * g20 + qy * g21)
-            dot = qw * vw + qx * vx_ + qy * vy_ + qz * vz_
-            v_quats[i, 0] = (vw - qw * dot) / qnorm
+            # S = R diag(s^2) R^T: with P = dS R, dR = 2 P diag(s^2) and
+            # d log s_k = 2 s_k^2 (R^T P)_kk.
+            p = _mul_sym(vs00, vs01, vs02, vs11, vs12, vs22, r)
+            sq = (s0 * s0, s1 * s1, s2 * s2)
+            for k in range(3):
+                v_log_scales[i, k] = (
+                    2 * sq[k] * (r[k] * p[k] + r[3 + k] * p[3 + k] + r[6 + k] * p[6 + k])
+                )
+            g00, g01, g02 = 2 * p[0] * sq[0], 2 * p[1] * sq[1], 2 * p[2] * sq[2]
+            g10, g11, g12 = 2 * p[3] * sq[0], 2 * p[4] * sq[1], 2 * p[5] * sq[2]
+            g20, g21, g22 = 2 * p[6] * sq[0], 2 * p[7] * sq[1], 2 * p[8] * sq[2]
+            vw_ = 2 * (-qz * g01 + qy * g02 + qz * g10 - qx * g12 - qy * g20 + qx * g21)
+            vx_ = 2 * (
+                qy * g01
+                + qz * g02
+                + qy * g10
+                - 2 * qx * g11
+                - qw * g12
+                + qz * g20
+                + qw * g21
+                - 2 * qx * g22
+            )
+            vy_ = 2 * (
+                -2 * qy * g00
+                + qx * g01
+                + qw * g02
+                + qx * g10
+                + qz * g12
+                - qw * g20
+                + qz * g21
+                - 2 * qy * g22
+            )
+            vz_ = 2 * (
+                -2 * qz * g00
+                - qw * g01
+                + qx * g02
+                + qw * g10
+                - 2 * qz * g11
+                + qy * g12
+                + qx * g20
+                + qy * g21
+            )
+            # Through the normalisation q / |q|.
+            dot = qw * vw_ + qx * vx_ + qy * vy_ + qz * vz_
+            v_quats[i, 0] = (vw_ - qw * dot) / qnorm
             v_quats[i, 1] = (vx_ - qx * dot) / qnorm
             v_quats[i, 2] = (vy_ - qy * dot) / qnorm
             v_quats[i, 3] = (vz_ - qz * dot) / qnorm
+
+
+@njit(cache=True)
+def _mul_sym(s00, s01, s02, s11, s12, s22, r):
+    """S R for symmetric S (upper entries) and row-major R, as a 9-tuple."""
+    return (
+        s00 * r[0] + s01 * r[3] + s02 * r[6],
+        s00 * r[1] + s01 * r[4] + s02 * r[7],
+        s00 * r[2] + s01 * r[5] + s02 * r[8],
+        s01 * r[0] + s11 * r[3] + s12 * r[6],
+        s01 * r[1] + s11 * r[4] + s12 * r[7],
+        s01 * r[2] + s11 * r[5] + s12 * r[8],
+        s02 * r[0] + s12 * r[3] + s22 * r[6],
+        s02 * r[1] + s12 * r[4] + s22 * r[7],
+        s02 * r[2] + s12 * r[5] + s22 * r[8],
+    )

@@ -69,9 +69,9 @@ def project(
     u = torch.clamp(x / z, -(cx / fx + widen_x), (width - cx) / fx + widen_x)
     v = torch.clamp(y / z, -(cy / fy + widen_y), (height - cy) / fy + widen_y)
     zeros = torch.zeros_like(z)
-    J = torch.stack(
-        [fx / z, zeros, -fx * u / z, zeros, fy / z, -fy * v / z], dim=-1
-    ).reshape(z.shape + (2, 3))
+    J = torch.stack([fx / z, zeros, -fx * u / z, zeros, fy / z, -fy * v / z], dim=-1).reshape(
+        z.shape + (2, 3)
+    )
     cov2d = J @ cov_cam @ J.transpose(-1, -2)
     a = cov2d[..., 0, 0] + K.EPS2D
     b = cov2d[..., 0, 1]
@@ -82,7 +82,9 @@ def project(
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
     means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)
 
-    radii, visible = _screen_extent(means2d.detach(), a.detach(), c.detach(), opacities.detach(), width, height)
+    radii, visible, rects = _screen_extent(
+        means2d.detach(), a.detach(), c.detach(), opacities.detach(), width, height
+    )
     visible &= ok
     radii = torch.where(visible, radii, torch.zeros_like(radii))
     means2d = torch.where(visible[..., None], means2d, torch.zeros_like(means2d))
@@ -92,11 +94,13 @@ def project(
         "depths": p[..., 2],
         "radii": radii,
         "visible": visible,
+        "rects": rects,
     }
 
 
 def _screen_extent(means2d, var_x, var_y, opacities, width, height):
-    """Radii [C,N] int32 and whether any pixel centre can get alpha >= 1/255."""
+    """Radii [C,N] int32, whether any pixel centre can get alpha >= 1/255, and the
+    inclusive pixel rectangle [C,N,4] (x_lo, x_hi, y_lo, y_hi) of those centres."""
     thr = torch.log(torch.clamp_min(255.0 * opacities, 1e-30))[None, :]  # [1,N]
     usable = thr > 0
     thr = torch.clamp_min(thr, 0.0)
@@ -112,7 +116,7 @@ def _screen_extent(means2d, var_x, var_y, opacities, width, height):
     y_lo = torch.clamp(torch.ceil(my - pad_y - 0.5), min=0)
     y_hi = torch.clamp(torch.floor(my + pad_y - 0.5), max=height - 1)
     visible = usable & (x_lo <= x_hi) & (y_lo <= y_hi)
-    return radii, visible
+    return radii, visible, torch.stack([x_lo, x_hi, y_lo, y_hi], dim=-1)
 
 
 def rasterize(
@@ -122,20 +126,45 @@ def rasterize(
     opacities: torch.Tensor,
     depths: torch.Tensor,
     visible: torch.Tensor,
+    rects: torch.Tensor,
     width: int,
     height: int,
+    block: int = 16,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Composite one camera densely: rgb [H,W,3], alpha [H,W,1], summed depth [H,W,1].
+    """Composite one camera: rgb [H,W,3], alpha [H,W,1], summed depth [H,W,1].
 
     Inputs are one camera's rows: means2d [N,2], conics [N,3], colors [N,3],
-    opacities [N], depths [N], visible [N].
+    opacities [N], depths [N], visible [N], rects [N,4]. The image is done in
+    blocks of pixels, each against the Gaussians whose rectangle meets it; the
+    others have alpha < 1/255 there, so leaving them out changes nothing and
+    keeps memory at O(block^2 x Gaussians per block).
     """
-    ids = torch.nonzero(visible).flatten()
-    ids = ids[torch.argsort(depths[ids].detach())]
+    order = torch.argsort(depths.detach(), stable=True)
+    rows = []
+    for y0 in range(0, height, block):
+        y1 = min(y0 + block, height)
+        row = []
+        for x0 in range(0, width, block):
+            x1 = min(x0 + block, width)
+            r = rects[order]
+            hits = (
+                visible[order] & (r[:, 0] < x1) & (r[:, 1] >= x0) & (r[:, 2] < y1) & (r[:, 3] >= y0)
+            )
+            row.append(
+                _composite(order[hits], means2d, conics, colors, opacities, depths, x0, x1, y0, y1)
+            )
+        rows.append(torch.cat(row, dim=1))
+    image = torch.cat(rows, dim=0)  # [H,W,5]
+    return image[..., :3], image[..., 3:4], image[..., 4:5]
+
+
+def _composite(ids, means2d, conics, colors, opacities, depths, x0, x1, y0, y1):
+    """Dense front-to-back compositing of Gaussians ``ids`` (front to back) over a
+    pixel block; returns [h,w,5] = rgb, alpha, summed depth."""
     dev, dt = means2d.device, means2d.dtype
     ys, xs = torch.meshgrid(
-        torch.arange(height, device=dev, dtype=dt) + 0.5,
-        torch.arange(width, device=dev, dtype=dt) + 0.5,
+        torch.arange(y0, y1, device=dev, dtype=dt) + 0.5,
+        torch.arange(x0, x1, device=dev, dtype=dt) + 0.5,
         indexing="ij",
     )
     pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)  # [P,2]
@@ -149,14 +178,10 @@ def rasterize(
     # The Gaussian that would take T below T_MIN, and all behind it, are dropped.
     kept = (trans_after >= K.T_MIN).detach()
     weights = alpha * trans_before * kept  # [P,M]
-    rgb = weights @ colors[ids]
-    depth = weights @ depths[ids]
-    acc = weights.sum(dim=1)
-    return (
-        rgb.reshape(height, width, 3),
-        acc.reshape(height, width, 1),
-        depth.reshape(height, width, 1),
+    features = torch.cat(
+        [colors[ids], torch.ones_like(depths[ids])[:, None], depths[ids][:, None]], dim=1
     )
+    return (weights @ features).reshape(y1 - y0, x1 - x0, 5)
 
 
 def render_reference(
@@ -189,6 +214,7 @@ def render_reference(
             opacities,
             proj["depths"][cam],
             proj["visible"][cam],
+            proj["rects"][cam],
             width,
             height,
         )
