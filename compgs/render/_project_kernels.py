@@ -71,34 +71,45 @@ def _sh_basis(x, y, z, degree, out):
 
 
 @njit(cache=True)
-def _sh_basis_grad(x, y, z, degree, gx, gy, gz):
-    """Partial derivatives of the basis w.r.t. the unit direction's x, y and z."""
-    for k in range(16):
-        gx[k] = 0.0
-        gy[k] = 0.0
-        gz[k] = 0.0
-    if degree < 1:
-        return
-    gy[1] = -C1
-    gz[2] = C1
-    gx[3] = -C1
+def _sh_dir_grad(x, y, z, degree, w):
+    """Gradient of sum_k w[k] basis_k at the unit direction (x, y, z), k >= 1."""
+    gx = -C1 * w[3]
+    gy = -C1 * w[1]
+    gz = C1 * w[2]
     if degree < 2:
-        return
+        return gx, gy, gz
     xx, yy, zz = x * x, y * y, z * z
-    gx[4], gy[4] = C20 * y, C20 * x
-    gy[5], gz[5] = C21 * z, C21 * y
-    gx[6], gy[6], gz[6] = -2 * C22 * x, -2 * C22 * y, 4 * C22 * z
-    gx[7], gz[7] = C23 * z, C23 * x
-    gx[8], gy[8] = 2 * C24 * x, -2 * C24 * y
+    gx += C20 * y * w[4] - 2 * C22 * x * w[6] + C23 * z * w[7] + 2 * C24 * x * w[8]
+    gy += C20 * x * w[4] + C21 * z * w[5] - 2 * C22 * y * w[6] - 2 * C24 * y * w[8]
+    gz += C21 * y * w[5] + 4 * C22 * z * w[6] + C23 * x * w[7]
     if degree < 3:
-        return
-    gx[9], gy[9] = 6 * C30 * x * y, C30 * (3 * xx - 3 * yy)
-    gx[10], gy[10], gz[10] = C31 * y * z, C31 * x * z, C31 * x * y
-    gx[11], gy[11], gz[11] = -2 * C32 * x * y, C32 * (4 * zz - xx - 3 * yy), 8 * C32 * y * z
-    gx[12], gy[12], gz[12] = -6 * C33 * x * z, -6 * C33 * y * z, C33 * (6 * zz - 3 * xx - 3 * yy)
-    gx[13], gy[13], gz[13] = C34 * (4 * zz - 3 * xx - yy), -2 * C34 * x * y, 8 * C34 * x * z
-    gx[14], gy[14], gz[14] = 2 * C35 * x * z, -2 * C35 * y * z, C35 * (xx - yy)
-    gx[15], gy[15] = C36 * (3 * xx - 3 * yy), -6 * C36 * x * y
+        return gx, gy, gz
+    gx += (
+        6 * C30 * x * y * w[9]
+        + C31 * y * z * w[10]
+        - 2 * C32 * x * y * w[11]
+        - 6 * C33 * x * z * w[12]
+        + C34 * (4 * zz - 3 * xx - yy) * w[13]
+        + 2 * C35 * x * z * w[14]
+        + C36 * (3 * xx - 3 * yy) * w[15]
+    )
+    gy += (
+        C30 * (3 * xx - 3 * yy) * w[9]
+        + C31 * x * z * w[10]
+        + C32 * (4 * zz - xx - 3 * yy) * w[11]
+        - 6 * C33 * y * z * w[12]
+        - 2 * C34 * x * y * w[13]
+        - 2 * C35 * y * z * w[14]
+        - 6 * C36 * x * y * w[15]
+    )
+    gz += (
+        C31 * x * y * w[10]
+        + 8 * C32 * y * z * w[11]
+        + C33 * (6 * zz - 3 * xx - 3 * yy) * w[12]
+        + 8 * C34 * x * z * w[13]
+        + C35 * (xx - yy) * w[14]
+    )
+    return gx, gy, gz
 
 
 @njit(cache=True)
@@ -174,11 +185,15 @@ def _cov2d(rot, cov, x, y, z, fx, fy, lo_u, hi_u, lo_v, hi_v):
 
 @njit(parallel=True, cache=True)
 def project_forward(
-    means, quats, log_scales, opacities, sh0, shN, sh_degree, viewmats, Ks, campos,
+    means, quats, scales, thresholds, sh0, shN, sh_degree, viewmats, Ks, campos,
     width, height, near, far,
     means2d, conics, depths, colors, radii, rects,
 ):  # fmt: skip
     """Fill means2d/conics/depths/colors [C,N,...], radii [C,N] and pixel rects [C,N,4].
+
+    ``scales`` are activated (exp of the log-scales) and ``thresholds`` are
+    log(255 * opacity): both come from numpy's vectorised exp/log, which are
+    much cheaper than scalar libm calls here.
 
     A rect is the inclusive pixel range (x_lo, x_hi, y_lo, y_hi) whose centres can
     get alpha >= 1/255; invisible Gaussians get radius 0 and an empty rect.
@@ -191,14 +206,8 @@ def project_forward(
         basis = np.zeros(16)
         for i in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
             _, _, _, _, _, r = _rotation(quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3])
-            cov = _world_cov(
-                r,
-                math.exp(log_scales[i, 0]),
-                math.exp(log_scales[i, 1]),
-                math.exp(log_scales[i, 2]),
-            )
-            op = float(opacities[i])
-            thr = math.log(255.0 * op) if op > ALPHA_MIN else 0.0
+            cov = _world_cov(r, float(scales[i, 0]), float(scales[i, 1]), float(scales[i, 2]))
+            thr = float(thresholds[i])  # alpha can reach 1/255 only if thr > 0
             pw = (float(means[i, 0]), float(means[i, 1]), float(means[i, 2]))
             for c in range(n_cams):
                 rot, tx, ty, tz = _view(viewmats, c)
@@ -216,7 +225,7 @@ def project_forward(
                 rects[c, i, 1] = -1
                 rects[c, i, 2] = 0
                 rects[c, i, 3] = -1
-                if not (z > near and z < far and thr > 0.0):
+                if not (z > near and z < far and thr > 0.0):  # (NaN fails too)
                     continue
                 fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
                 lo_u, hi_u, lo_v, hi_v = _fov_limits(fx, fy, cx, cy, width, height)
@@ -270,14 +279,15 @@ def project_forward(
 
 @njit(parallel=True, cache=True)
 def project_backward(
-    means, quats, log_scales, sh0, shN, sh_degree, viewmats, Ks, campos, width, height, radii,
-    v_means2d, v_conics, v_depths, v_colors,
+    means, quats, scales, sh0, shN, sh_degree, viewmats, Ks, campos, width, height, radii,
+    colors, v_means2d, v_conics, v_depths, v_colors,
     v_means, v_quats, v_log_scales, v_sh0, v_shN,
 ):  # fmt: skip
     """Gradients w.r.t. means, raw quats, log-scales and SH, summed over cameras.
 
-    Only visible (radii > 0) entries contribute, as in the forward. The SH
-    gradient arrays must come zero-filled.
+    Only visible (radii > 0) entries contribute, as in the forward. Every output
+    element is written. ``colors`` are the forward's: a colour clamped to 0
+    passes no gradient.
     """
     n = means.shape[0]
     n_cams = viewmats.shape[0]
@@ -285,15 +295,14 @@ def project_backward(
     n_chunks = (n + CHUNK - 1) // CHUNK
     for chunk in prange(n_chunks):
         basis = np.zeros(16)
-        gbx, gby, gbz = np.zeros(16), np.zeros(16), np.zeros(16)
+        weights = np.zeros(16)
+        v_coef = np.empty((16, 3))  # SH gradient of one Gaussian, summed over cameras
+        n_rest = shN.shape[1]
         for i in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
             qw, qx, qy, qz, qnorm, r = _rotation(quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3])
-            s0, s1, s2 = (
-                math.exp(log_scales[i, 0]),
-                math.exp(log_scales[i, 1]),
-                math.exp(log_scales[i, 2]),
-            )
+            s0, s1, s2 = float(scales[i, 0]), float(scales[i, 1]), float(scales[i, 2])
             cov = _world_cov(r, s0, s1, s2)
+            v_coef[:] = 0.0
             pw = (float(means[i, 0]), float(means[i, 1]), float(means[i, 2]))
             # Gradient w.r.t. the world covariance (upper 6-tuple), summed over cameras.
             vs00, vs01, vs02, vs11, vs12, vs22 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
@@ -376,36 +385,28 @@ def project_backward(
                 nrm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
                 ux, uy, uz = dx / nrm, dy / nrm, dz / nrm
                 _sh_basis(ux, uy, uz, sh_degree, basis)
-                raw0 = basis[0] * sh0[i, 0, 0]
-                raw1 = basis[0] * sh0[i, 0, 1]
-                raw2 = basis[0] * sh0[i, 0, 2]
-                for k in range(1, n_used):
-                    raw0 += basis[k] * shN[i, k - 1, 0]
-                    raw1 += basis[k] * shN[i, k - 1, 1]
-                    raw2 += basis[k] * shN[i, k - 1, 2]
-                # A colour clamped at 0 passes no gradient.
-                g0 = v_colors[c, i, 0] if raw0 + 0.5 >= 0.0 else 0.0
-                g1 = v_colors[c, i, 1] if raw1 + 0.5 >= 0.0 else 0.0
-                g2 = v_colors[c, i, 2] if raw2 + 0.5 >= 0.0 else 0.0
-                v_sh0[i, 0, 0] += basis[0] * g0
-                v_sh0[i, 0, 1] += basis[0] * g1
-                v_sh0[i, 0, 2] += basis[0] * g2
+                g0 = v_colors[c, i, 0] if colors[c, i, 0] > 0.0 else 0.0
+                g1 = v_colors[c, i, 1] if colors[c, i, 1] > 0.0 else 0.0
+                g2 = v_colors[c, i, 2] if colors[c, i, 2] > 0.0 else 0.0
+                for k in range(n_used):
+                    v_coef[k, 0] += basis[k] * g0
+                    v_coef[k, 1] += basis[k] * g1
+                    v_coef[k, 2] += basis[k] * g2
                 if sh_degree == 0:
                     continue
-                _sh_basis_grad(ux, uy, uz, sh_degree, gbx, gby, gbz)
-                vux, vuy, vuz = 0.0, 0.0, 0.0
                 for k in range(1, n_used):
-                    v_shN[i, k - 1, 0] += basis[k] * g0
-                    v_shN[i, k - 1, 1] += basis[k] * g1
-                    v_shN[i, k - 1, 2] += basis[k] * g2
-                    wk = shN[i, k - 1, 0] * g0 + shN[i, k - 1, 1] * g1 + shN[i, k - 1, 2] * g2
-                    vux += gbx[k] * wk
-                    vuy += gby[k] * wk
-                    vuz += gbz[k] * wk
+                    weights[k] = (
+                        shN[i, k - 1, 0] * g0 + shN[i, k - 1, 1] * g1 + shN[i, k - 1, 2] * g2
+                    )
+                vux, vuy, vuz = _sh_dir_grad(ux, uy, uz, sh_degree, weights)
                 dot = ux * vux + uy * vuy + uz * vuz
                 vpx += (vux - ux * dot) / nrm
                 vpy += (vuy - uy * dot) / nrm
                 vpz += (vuz - uz * dot) / nrm
+            for ch in range(3):
+                v_sh0[i, 0, ch] = v_coef[0, ch]
+                for k in range(n_rest):
+                    v_shN[i, k, ch] = v_coef[k + 1, ch] if k + 1 < n_used else 0.0
             v_means[i, 0] = vpx
             v_means[i, 1] = vpy
             v_means[i, 2] = vpz

@@ -52,29 +52,29 @@ def _campos(viewmats: np.ndarray) -> np.ndarray:
 
 class _Project(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means, quats, scales, opacities, sh0, shN, viewmats, Ks, settings):
+    def forward(ctx, means, quats, log_scales, opacities, sh0, shN, viewmats, Ks, settings):
         width, height, sh_degree, near, far = settings
-        arrays = [_np32(t) for t in (means, quats, scales, sh0, shN)]
-        op = _np32(opacities)
+        m, q, c0, cn = (_np32(t) for t in (means, quats, sh0, shN))
+        scales = np.exp(_np32(log_scales))
+        thresholds = _thresholds(_np32(opacities))
         view = _np64(viewmats)
         intr = _np64(Ks)
         campos = _campos(view)
-        C, N = view.shape[0], arrays[0].shape[0]
+        C, N = view.shape[0], m.shape[0]
         means2d = np.empty((C, N, 2), np.float32)
         conics = np.empty((C, N, 3), np.float32)
         depths = np.empty((C, N), np.float32)
         colors = np.empty((C, N, 3), np.float32)
         radii = np.empty((C, N), np.int32)
         rects = np.empty((C, N, 4), np.int32)
-        m, q, s, c0, cn = arrays
         pk.project_forward(
-            m, q, s, op, c0, cn, sh_degree, view, intr, campos,
+            m, q, scales, thresholds, c0, cn, sh_degree, view, intr, campos,
             width, height, near, far,
             means2d, conics, depths, colors, radii, rects,
         )  # fmt: skip
-        ctx.arrays = (m, q, s, c0, cn, view, intr, campos, radii)
+        ctx.arrays = (m, q, scales, c0, cn, view, intr, campos, radii, colors)
         ctx.settings = settings
-        ctx.likes = (means, quats, scales, sh0, shN)
+        ctx.likes = (means, quats, log_scales, sh0, shN)
         radii_t = torch.from_numpy(radii).to(means.device)
         rects_t = torch.from_numpy(rects).to(means.device)
         ctx.mark_non_differentiable(radii_t, rects_t)
@@ -90,7 +90,7 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_means2d, v_conics, v_colors, v_depths, _radii, _rects):
-        m, q, s, c0, cn, view, intr, campos, radii = ctx.arrays
+        m, q, scales, c0, cn, view, intr, campos, radii, colors = ctx.arrays
         width, height, sh_degree, _, _ = ctx.settings
         C, N = radii.shape
 
@@ -101,13 +101,30 @@ class _Project(torch.autograd.Function):
         v_co = grad_or_zeros(v_conics, (C, N, 3))
         v_cl = grad_or_zeros(v_colors, (C, N, 3))
         v_dp = grad_or_zeros(v_depths, (C, N))
-        out = [np.zeros(a.shape, np.float32) for a in (m, q, s, c0, cn)]
+        out = [np.empty(a.shape, np.float32) for a in (m, q, scales, c0, cn)]
         pk.project_backward(
-            m, q, s, c0, cn, sh_degree, view, intr, campos, width, height, radii,
-            v_m2, v_co, v_dp, v_cl, *out,
+            m, q, scales, c0, cn, sh_degree, view, intr, campos, width, height, radii,
+            colors, v_m2, v_co, v_dp, v_cl, *out,
         )  # fmt: skip
-        means, quats, scales, sh0, shN = (_back(a, like) for a, like in zip(out, ctx.likes))
-        return means, quats, scales, None, sh0, shN, None, None, None
+        means, quats, log_scales, sh0, shN = (_back(a, like) for a, like in zip(out, ctx.likes))
+        return means, quats, log_scales, None, sh0, shN, None, None, None
+
+
+def _thresholds(opacities: np.ndarray) -> np.ndarray:
+    """log(255 * opacity): alpha = opacity * exp(-power) >= 1/255 iff power <= this."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.float32(255.0) * opacities)
+
+
+def _depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
+    """Visible ids sorted front to back, ties by id (a stable argsort, 5-10x faster).
+
+    Visible Gaussians have depth > near > 0, and positive float32s order like their
+    bit patterns, so one sort of (depth bits << 32 | id) does it.
+    """
+    bits = depths[visible].view(np.uint32).astype(np.uint64)
+    keys = (bits << np.uint64(32)) | visible.astype(np.uint64)
+    return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.int32)
 
 
 class _Rasterize(torch.autograd.Function):
@@ -119,8 +136,7 @@ class _Rasterize(torch.autograd.Function):
         n_workers = numba.get_num_threads()
         m2, co, cl, dp = (_np32(t) for t in (means2d, conics, colors, depths))
         op = _np32(opacities)
-        with np.errstate(divide="ignore"):
-            thr = np.log(255.0 * op).astype(np.float32)
+        thr = _thresholds(op)
         rad = radii.cpu().numpy()
         rec = rects.cpu().numpy()
         C = m2.shape[0]
@@ -131,8 +147,7 @@ class _Rasterize(torch.autograd.Function):
         last = np.empty((C, height, width), np.int32)
         bins = []
         for c in range(C):
-            visible = np.flatnonzero(rad[c] > 0)
-            order = visible[np.argsort(dp[c, visible], kind="stable")].astype(np.int32)
+            order = _depth_order(np.flatnonzero(rad[c] > 0), dp[c])
             offsets, tile_gauss, g_offsets, g_slots = rk.bin_tiles(
                 order, rec[c], tile_size, tiles_x, tiles_y
             )
