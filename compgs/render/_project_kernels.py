@@ -33,7 +33,8 @@ CHUNK = 256  # Gaussians per parallel work item (its scratch is allocated once)
 def _rotation(qw, qx, qy, qz):
     """Normalised quaternion and its rotation matrix (row-major), as torch normalize does."""
     norm = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
-    w, x, y, z = qw / norm, qx / norm, qy / norm, qz / norm
+    inv = 1.0 / norm
+    w, x, y, z = qw * inv, qx * inv, qy * inv, qz * inv
     rot = (
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
@@ -158,29 +159,36 @@ def _view(V, c):
 
 
 @njit(cache=True)
-def _fov_limits(fx, fy, cx, cy, width, height):
-    widen_x = FOV_CLAMP * 0.5 * width / fx
-    widen_y = FOV_CLAMP * 0.5 * height / fy
-    return (
-        -(cx / fx + widen_x),
-        (width - cx) / fx + widen_x,
-        -(cy / fy + widen_y),
-        (height - cy) / fy + widen_y,
-    )
+def _camera_table(Ks, width, height):
+    """Per camera: fx, fy, cx, cy and the x/z, y/z range the Jacobian is clamped to."""
+    out = np.empty((Ks.shape[0], 8))
+    for c in range(Ks.shape[0]):
+        fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
+        widen_x = FOV_CLAMP * 0.5 * width / fx
+        widen_y = FOV_CLAMP * 0.5 * height / fy
+        out[c, 0], out[c, 1], out[c, 2], out[c, 3] = fx, fy, cx, cy
+        out[c, 4] = -(cx / fx + widen_x)
+        out[c, 5] = (width - cx) / fx + widen_x
+        out[c, 6] = -(cy / fy + widen_y)
+        out[c, 7] = (height - cy) / fy + widen_y
+    return out
 
 
 @njit(cache=True)
 def _cov2d(rot, cov, x, y, z, fx, fy, lo_u, hi_u, lo_v, hi_v):
-    """EWA projection: the Jacobian's entries and the 2D covariance (a, b, c) + eps."""
-    u = min(max(x / z, lo_u), hi_u)
-    v = min(max(y / z, lo_v), hi_v)
-    j00, j02 = fx / z, -fx * u / z
-    j11, j12 = fy / z, -fy * v / z
+    """EWA projection: x/z, y/z, their clamped values, the Jacobian's entries, the
+    camera-space covariance and the 2D covariance (a, b, c) + eps."""
+    iz = 1.0 / z
+    xz, yz = x * iz, y * iz
+    u = min(max(xz, lo_u), hi_u)
+    v = min(max(yz, lo_v), hi_v)
+    j00, j02 = fx * iz, -fx * u * iz
+    j11, j12 = fy * iz, -fy * v * iz
     w = _sandwich(rot, cov)  # camera-space covariance, upper 6-tuple
     a = j00 * j00 * w[0] + 2 * j00 * j02 * w[2] + j02 * j02 * w[5] + EPS2D
     b = j00 * j11 * w[1] + j00 * j12 * w[2] + j02 * j11 * w[4] + j02 * j12 * w[5]
     c = j11 * j11 * w[3] + 2 * j11 * j12 * w[4] + j12 * j12 * w[5] + EPS2D
-    return u, v, j00, j02, j11, j12, w, a, b, c
+    return xz, yz, u, v, j00, j02, j11, j12, w, a, b, c
 
 
 @njit(parallel=True, cache=True)
@@ -201,6 +209,7 @@ def project_forward(
     n = means.shape[0]
     n_cams = viewmats.shape[0]
     n_used = (sh_degree + 1) ** 2
+    cams = _camera_table(Ks, width, height)
     n_chunks = (n + CHUNK - 1) // CHUNK
     for chunk in prange(n_chunks):
         basis = np.zeros(16)
@@ -227,16 +236,15 @@ def project_forward(
                 rects[c, i, 3] = -1
                 if not (z > near and z < far and thr > 0.0):  # (NaN fails too)
                     continue
-                fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
-                lo_u, hi_u, lo_v, hi_v = _fov_limits(fx, fy, cx, cy, width, height)
-                _, _, _, _, _, _, _, a, b, cc = _cov2d(
-                    rot, cov, x, y, z, fx, fy, lo_u, hi_u, lo_v, hi_v
+                fx, fy, cx, cy = cams[c, 0], cams[c, 1], cams[c, 2], cams[c, 3]
+                xz, yz, _, _, _, _, _, _, _, a, b, cc = _cov2d(
+                    rot, cov, x, y, z, fx, fy, cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7]
                 )
                 det = a * cc - b * b
                 if not det > 0.0:
                     continue
-                mx = fx * x / z + cx
-                my = fy * y / z + cy
+                mx = fx * xz + cx
+                my = fy * yz + cy
                 ext_x = math.sqrt(2 * thr * a)
                 ext_y = math.sqrt(2 * thr * cc)
                 pad_x = ext_x * (1 + REL_MARGIN) + ABS_MARGIN
@@ -258,9 +266,10 @@ def project_forward(
                 radii[c, i] = max(1, int(math.ceil(max(ext_x, ext_y))))
                 means2d[c, i, 0] = mx
                 means2d[c, i, 1] = my
-                conics[c, i, 0] = cc / det
-                conics[c, i, 1] = -b / det
-                conics[c, i, 2] = a / det
+                idet = 1.0 / det
+                conics[c, i, 0] = cc * idet
+                conics[c, i, 1] = -b * idet
+                conics[c, i, 2] = a * idet
                 # Colour seen from this camera.
                 dx, dy, dz = pw[0] - campos[c, 0], pw[1] - campos[c, 1], pw[2] - campos[c, 2]
                 inv = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
@@ -292,6 +301,7 @@ def project_backward(
     n = means.shape[0]
     n_cams = viewmats.shape[0]
     n_used = (sh_degree + 1) ** 2
+    cams = _camera_table(Ks, width, height)
     n_chunks = (n + CHUNK - 1) // CHUNK
     for chunk in prange(n_chunks):
         basis = np.zeros(16)
@@ -314,9 +324,9 @@ def project_backward(
                 x = rot[0] * pw[0] + rot[1] * pw[1] + rot[2] * pw[2] + tx
                 y = rot[3] * pw[0] + rot[4] * pw[1] + rot[5] * pw[2] + ty
                 z = rot[6] * pw[0] + rot[7] * pw[1] + rot[8] * pw[2] + tz
-                fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
-                lo_u, hi_u, lo_v, hi_v = _fov_limits(fx, fy, cx, cy, width, height)
-                u, v, j00, j02, j11, j12, w, a, b, cc = _cov2d(
+                fx, fy = cams[c, 0], cams[c, 1]
+                lo_u, hi_u, lo_v, hi_v = cams[c, 4], cams[c, 5], cams[c, 6], cams[c, 7]
+                xz, yz, u, v, j00, j02, j11, j12, w, a, b, cc = _cov2d(
                     rot, cov, x, y, z, fx, fy, lo_u, hi_u, lo_v, hi_v
                 )
                 det = a * cc - b * b
@@ -359,10 +369,10 @@ def project_backward(
                 )
                 v_u = -fx * iz * v_j02
                 v_v = -fy * iz * v_j12
-                if lo_u <= x / z <= hi_u:  # the clamp passes gradient only inside
+                if lo_u <= xz <= hi_u:  # the clamp passes gradient only inside
                     vx += v_u * iz
                     vz -= x * iz2 * v_u
-                if lo_v <= y / z <= hi_v:
+                if lo_v <= yz <= hi_v:
                     vy += v_v * iz
                     vz -= y * iz2 * v_v
                 vmx, vmy = v_means2d[c, i, 0], v_means2d[c, i, 1]
@@ -382,8 +392,8 @@ def project_backward(
                 vs22 += vs[5]
                 # SH colour: d colour / d coefficients and d colour / d direction.
                 dx, dy, dz = pw[0] - campos[c, 0], pw[1] - campos[c, 1], pw[2] - campos[c, 2]
-                nrm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
-                ux, uy, uz = dx / nrm, dy / nrm, dz / nrm
+                inv_nrm = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+                ux, uy, uz = dx * inv_nrm, dy * inv_nrm, dz * inv_nrm
                 _sh_basis(ux, uy, uz, sh_degree, basis)
                 g0 = v_colors[c, i, 0] if colors[c, i, 0] > 0.0 else 0.0
                 g1 = v_colors[c, i, 1] if colors[c, i, 1] > 0.0 else 0.0
@@ -400,9 +410,9 @@ def project_backward(
                     )
                 vux, vuy, vuz = _sh_dir_grad(ux, uy, uz, sh_degree, weights)
                 dot = ux * vux + uy * vuy + uz * vuz
-                vpx += (vux - ux * dot) / nrm
-                vpy += (vuy - uy * dot) / nrm
-                vpz += (vuz - uz * dot) / nrm
+                vpx += (vux - ux * dot) * inv_nrm
+                vpy += (vuy - uy * dot) * inv_nrm
+                vpz += (vuz - uz * dot) * inv_nrm
             for ch in range(3):
                 v_sh0[i, 0, ch] = v_coef[0, ch]
                 for k in range(n_rest):
@@ -454,10 +464,11 @@ def project_backward(
             )
             # Through the normalisation q / |q|.
             dot = qw * vw_ + qx * vx_ + qy * vy_ + qz * vz_
-            v_quats[i, 0] = (vw_ - qw * dot) / qnorm
-            v_quats[i, 1] = (vx_ - qx * dot) / qnorm
-            v_quats[i, 2] = (vy_ - qy * dot) / qnorm
-            v_quats[i, 3] = (vz_ - qz * dot) / qnorm
+            inv_q = 1.0 / qnorm
+            v_quats[i, 0] = (vw_ - qw * dot) * inv_q
+            v_quats[i, 1] = (vx_ - qx * dot) * inv_q
+            v_quats[i, 2] = (vy_ - qy * dot) * inv_q
+            v_quats[i, 3] = (vz_ - qz * dot) * inv_q
 
 
 @njit(cache=True)
