@@ -153,7 +153,12 @@ class Trainer:
         self.step += 1
         with torch.no_grad():
             mse = float(((rgb.detach().clamp(0, 1) - gt) ** 2).mean())
-        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": psnr_from_mse(mse), **changes}
+        return {
+            "loss": float(loss.detach()),
+            "l1": float(l1.detach()),
+            "psnr": psnr_from_mse(mse),
+            **changes,
+        }
 
     def fit(self, on_step=None, stop_at: int | None = None) -> None:
         """Train until max_steps (or ``stop_at``); ``on_step(trainer, stats)`` after each step."""
