@@ -39,8 +39,17 @@ def load_training_scene(config: TrainConfig):
 
 
 def build_hooks(config: TrainConfig) -> list:
-    """Hooks a method needs (plain 3DGS has none)."""
-    return []
+    """Hooks a method needs: CompGS's opacity regulariser and quantization (3DGS: none)."""
+    hooks = []
+    if config.compgs.opacity_reg > 0:
+        from compgs.train.opacity_reg import OpacityRegHook
+
+        hooks.append(OpacityRegHook(config))
+    if config.compgs.quantize:
+        from compgs.train.qat import QATHook
+
+        hooks.append(QATHook(config))
+    return hooks
 
 
 def train(
