@@ -12,8 +12,8 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_vectors(x: object, name: str = "x") -> torch.Tensor:
-    """``x`` must be a finite floating tensor of shape [N, d] with N >= 1 and d >= 1."""
+def check_vectors(x: object, name: str = "x", *, finite: bool = True) -> torch.Tensor:
+    """``x`` must be a (finite) floating tensor of shape [N, d] with N >= 1 and d >= 1."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor of shape [N, d], got {type(x).__name__}")
     if x.dim() != 2:
@@ -24,7 +24,8 @@ def check_vectors(x: object, name: str = "x") -> torch.Tensor:
         raise InputError(
             f"{name} must hold at least one vector of dimension >= 1, got {list(x.shape)}"
         )
-    check_finite(x, name)
+    if finite:
+        check_finite(x, name)
     return x
 
 

@@ -26,8 +26,8 @@ from torch import nn
 
 from compgs.errors import InputError
 from compgs.vq._checks import check_finite, check_weights
-from compgs.vq.assign import Backend, assign
 from compgs.vq.kmeans import Init, centroid_means, kmeans
+from compgs.vq.nearest import Backend, assign
 from compgs.vq.schedule import QATAction
 
 

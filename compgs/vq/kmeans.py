@@ -15,13 +15,14 @@ import torch
 from compgs.errors import InputError
 from compgs.vq._checks import (
     check_assignments,
+    check_finite,
     check_num_codes,
     check_pair,
     check_vectors,
     check_weights,
     work_dtype,
 )
-from compgs.vq.assign import Backend, assign
+from compgs.vq.nearest import Backend, assign
 from compgs.vq.onedim import SortedRows
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def kmeans(
             vectors), or a [k, d] tensor of initial centroids.
         seed: seed of every random choice (results are deterministic on CPU).
         weights: optional [N] non-negative weights (weighted means and inertia).
-        backend, chunk_size: passed to `compgs.vq.assign`.
+        backend, chunk_size: passed to `assign` (`compgs.vq.nearest`).
     """
     check_vectors(x, "x")
     n, d = x.shape
@@ -118,8 +119,9 @@ def update_centroids(
     a = check_assignments(assignments, x.shape[0], k, x.device)
     w = check_weights(weights, x)
     if previous is not None:
-        check_vectors(previous, "previous")
+        check_vectors(previous, "previous", finite=False)
         check_pair(x, previous)
+        check_finite(previous, "previous")
         if previous.shape[0] != k:
             raise InputError(f"previous centroids must have {k} rows, got {previous.shape[0]}")
     with torch.no_grad():
@@ -179,8 +181,9 @@ def _initial_centroids(
     x: torch.Tensor, k: int, init: Init | torch.Tensor, seed: int, w: torch.Tensor | None
 ) -> torch.Tensor:
     if isinstance(init, torch.Tensor):
-        check_vectors(init, "init")
+        check_vectors(init, "init", finite=False)
         check_pair(x, init)
+        check_finite(init, "init")
         if init.shape[0] != k:
             raise InputError(f"init must have shape [{k}, {x.shape[1]}], got {list(init.shape)}")
         return init.detach().clone()

@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 
 from compgs.errors import InputError
-from compgs.vq._checks import check_pair, check_vectors, work_dtype
+from compgs.vq._checks import check_finite, check_pair, check_vectors, work_dtype
 from compgs.vq.onedim import assign_1d, sorted_levels
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,11 @@ def assign(
     Returns:
         [N] int64 indices in [0, K).
     """
-    check_vectors(x, "x")
-    check_vectors(centroids, "centroids")
+    check_vectors(x, "x", finite=False)
+    check_vectors(centroids, "centroids", finite=False)
     check_pair(x, centroids)
+    check_finite(x, "x")
+    check_finite(centroids, "centroids")
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
     choice = _choose_backend(x, centroids, backend)
