@@ -151,6 +151,7 @@ class Codebook(nn.Module):
         self._refuse_if_frozen("update")
         xw = self._prepare(x)
         self._require_assignments(xw.shape[0])
+        check_finite(xw, "x")
         w = check_weights(weights, xw)
         counts = self._counts if w is None else None
         with torch.no_grad():
@@ -223,6 +224,11 @@ class Codebook(nn.Module):
     def select(self, index: torch.Tensor) -> Codebook:
         """Keep the assignments of the vectors ``index`` selects (bool mask [N] or int64 indices),
         e.g. after pruning the vectors themselves."""
+        n = self.assignments.shape[0]
+        if not isinstance(index, torch.Tensor) or (
+            index.dtype == torch.bool and index.shape != (n,)
+        ):
+            raise InputError(f"select needs a bool mask of shape [{n}] or an index tensor")
         self.assignments = self.assignments[index]
         self._counts = None
         return self

@@ -210,6 +210,10 @@ def test_bad_input():
         Codebook(0, 3)
     with pytest.raises(InputError, match="QATAction"):
         book.step(x, "assign")
+    with pytest.raises(InputError, match="NaN"):
+        book.update(x.clone().index_fill_(0, torch.tensor([7]), float("inf")))
+    with pytest.raises(InputError, match="bool mask"):
+        book.select(torch.ones(5, dtype=torch.bool))
 
 
 def test_half_inputs_keep_their_dtype():
