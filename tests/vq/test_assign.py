@@ -26,21 +26,22 @@ def random_case(n: int, k: int, d: int, seed: int):
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 7, 45])
-def test_equals_brute_force_with_ties(d):
-    x, c = random_case(1500, 40, d, seed=d)
+@pytest.mark.parametrize("k", [40, 517])  # 517: blockwise row minima with a padded last block
+def test_equals_brute_force_with_ties(d, k):
+    x, c = random_case(1500, k, d, seed=d)
     expected = brute_assign(x, c)
     assert torch.equal(assign(x, c, backend="torch"), expected)
     assert torch.equal(assign(x, c), expected)  # auto (the sorted path for d = 1)
     # duplicated centroids 2, 7, K-1: only the lowest index is ever chosen
     got = assign(x, c, backend="torch")
-    assert (got == 2).sum() >= 10 and not bool(((got == 7) | (got == 39)).any())
+    assert (got == 2).sum() >= 10 and not bool(((got == 7) | (got == k - 1)).any())
 
 
-def near_tie_case():
+def near_tie_case(k: int = 16):
     """Points ~1000 away from two centroids 1 apart, placed within 1e-4 of their bisector:
     float32 screening cannot separate them, so the float64 decision must."""
     g = torch.Generator().manual_seed(3)
-    c = torch.randn(16, 3, generator=g)
+    c = torch.randn(k, 3, generator=g)
     c[:, 1] = -1.0 - c[:, 1].abs()  # every other centroid is farther from the points
     c[9] = torch.tensor([-0.5, 0.0, 0.0])  # the right one has the LOWER index
     c[4] = torch.tensor([0.5, 0.0, 0.0])
@@ -50,8 +51,9 @@ def near_tie_case():
     return x, c
 
 
-def test_near_ties_are_decided_exactly_and_the_exact_path_runs():
-    x, c = near_tie_case()
+@pytest.mark.parametrize("k", [16, 300])
+def test_near_ties_are_decided_exactly_and_the_exact_path_runs(k):
+    x, c = near_tie_case(k)
     expected = brute_assign(x, c)
     # The case is really tied in float32 screening and really separated in float64.
     dist = brute_sq_dist(x, c)
@@ -66,9 +68,12 @@ def test_near_ties_are_decided_exactly_and_the_exact_path_runs():
     assert torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("case", ["random", "near_tie"])
+@pytest.mark.parametrize("case", ["random", "random_big_k", "near_tie"])
 def test_chunked_equals_unchunked(case):
-    x, c = random_case(700, 33, 5, seed=11) if case == "random" else near_tie_case()
+    if case == "near_tie":
+        x, c = near_tie_case(300)
+    else:
+        x, c = random_case(300, 33 if case == "random" else 700, 5, seed=11)
     whole = assign(x, c, backend="torch", chunk_size=x.shape[0])
     for chunk in (1, 7, 64, None):
         assert torch.equal(assign(x, c, backend="torch", chunk_size=chunk), whole)
