@@ -37,7 +37,7 @@ def test_equals_brute_force_with_ties(d, k):
     assert (got == 2).sum() >= 10 and not bool(((got == 7) | (got == k - 1)).any())
 
 
-def near_tie_case(k: int = 16):
+def near_tie_case(k: int = 16, repeats: int = 50):
     """Points ~1000 away from two centroids 1 apart, placed within 1e-4 of their bisector:
     float32 screening cannot separate them, so the float64 decision must."""
     g = torch.Generator().manual_seed(3)
@@ -45,9 +45,9 @@ def near_tie_case(k: int = 16):
     c[:, 1] = -1.0 - c[:, 1].abs()  # every other centroid is farther from the points
     c[9] = torch.tensor([-0.5, 0.0, 0.0])  # the right one has the LOWER index
     c[4] = torch.tensor([0.5, 0.0, 0.0])
-    t = torch.tensor([0.0, 1e-4, -1e-4, 3e-5, -3e-5, 0.0]).repeat(50)
+    t = torch.tensor([0.0, 1e-4, -1e-4, 3e-5, -3e-5, 0.0]).repeat(repeats)
     x = torch.stack([t, torch.full_like(t, 1000.0), torch.zeros_like(t)], dim=1)
-    x = torch.cat([x, torch.randn(200, 3, generator=g)])
+    x = torch.cat([x, torch.randn(4 * repeats, 3, generator=g)])
     return x, c
 
 
@@ -71,7 +71,7 @@ def test_near_ties_are_decided_exactly_and_the_exact_path_runs(k):
 @pytest.mark.parametrize("case", ["random", "random_big_k", "near_tie"])
 def test_chunked_equals_unchunked(case):
     if case == "near_tie":
-        x, c = near_tie_case(300)
+        x, c = near_tie_case(300, repeats=10)
     else:
         x, c = random_case(300, 33 if case == "random" else 700, 5, seed=11)
     whole = assign(x, c, backend="torch", chunk_size=x.shape[0])
