@@ -22,6 +22,7 @@ from compgs.vq._checks import (
     check_weights,
     work_dtype,
 )
+from compgs.vq.members import centroid_means
 from compgs.vq.nearest import Backend, assign
 from compgs.vq.onedim import SortedRows
 
@@ -126,37 +127,6 @@ def update_centroids(
             raise InputError(f"previous centroids must have {k} rows, got {previous.shape[0]}")
     with torch.no_grad():
         return centroid_means(x.detach(), a, k, w, previous)[0]
-
-
-def centroid_means(
-    x: torch.Tensor,
-    a: torch.Tensor,
-    k: int,
-    w: torch.Tensor | None,
-    previous: torch.Tensor | None,
-    counts: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(means [K, d] in x.dtype, total weight [K]) without input checks.
-
-    ``counts`` (total weight per code) may be passed when already known, e.g.
-    by a codebook whose assignments did not change since the last call.
-    """
-    dtype = work_dtype(x.dtype)
-    xw = x.to(dtype)
-    if w is not None:
-        xw = xw * w[:, None]
-    sums = torch.zeros(k, x.shape[1], dtype=dtype, device=x.device).index_add_(0, a, xw)
-    if counts is None:
-        if w is None:
-            counts = torch.bincount(a, minlength=k).to(dtype)
-        else:
-            counts = torch.zeros(k, dtype=dtype, device=x.device).index_add_(0, a, w)
-    # The K x d division in float64 rounds once, like the d = 1 path's float64 means.
-    safe = counts.to(torch.float64).clamp(min=1e-300)[:, None]
-    means = sums.to(torch.float64) / safe
-    empty = (counts == 0)[:, None]
-    fallback = previous.to(torch.float64) if previous is not None else torch.zeros_like(means)
-    return torch.where(empty, fallback, means).to(x.dtype), counts
 
 
 def inertia(

@@ -48,13 +48,17 @@ def test_fit_assign_update_semantics():
     before = book.centroids.clone()
     book.update(moved)  # assignments unchanged, centroids = member means
     expected = update_centroids(moved, book.assignments, 16, previous=before)
-    assert torch.equal(book.centroids, expected)
+    assert torch.allclose(book.centroids, expected, atol=1e-6)
     book.assign(moved)
     assert torch.equal(book.assignments, brute_assign(moved, book.centroids))
-    # after a re-assignment the cached member counts are refreshed
+    # after a re-assignment the prepared membership is rebuilt
     book.update(moved)
-    expected = update_centroids(moved, book.assignments, 16, previous=expected)
-    assert torch.equal(book.centroids, expected)
+    expected = update_centroids(moved, book.assignments, 16, previous=book.centroids)
+    assert torch.allclose(book.centroids, expected, atol=1e-6)
+    w = torch.rand(600)
+    book.update(moved, weights=w)
+    expected = update_centroids(moved, book.assignments, 16, weights=w, previous=book.centroids)
+    assert torch.allclose(book.centroids, expected, atol=1e-6)
 
 
 def test_num_bits():

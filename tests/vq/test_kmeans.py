@@ -9,6 +9,7 @@ import torch
 
 from compgs.errors import InputError
 from compgs.vq import inertia, kmeans, update_centroids
+from compgs.vq.members import Membership
 from tests.vq.helpers import agreement, blobs, brute_assign
 
 PATHS = [{"backend": "auto"}, {"backend": "torch"}]
@@ -174,6 +175,19 @@ def test_update_centroids_is_the_member_mean(weighted):
     assert torch.allclose(got[:9].double(), ref[:9], atol=1e-6)
     assert torch.equal(got[9], previous[9])
     assert torch.equal(update_centroids(x, a, 10)[9], torch.zeros(6))
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_membership_sums_equal_index_add(sparse):
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(2000, 7, generator=g)
+    a = torch.randint(0, 50, (2000,), generator=g)
+    members = Membership.build(a, 53, torch.float32)  # codes 50..52 empty
+    if not sparse:
+        members.matrix = None  # the path taken on GPUs
+    expected = torch.zeros(53, 7, dtype=torch.float64).index_add_(0, a, x.double())
+    assert torch.allclose(members.sums(x).double(), expected, atol=1e-4)
+    assert torch.equal(members.counts, torch.bincount(a, minlength=53).float())
 
 
 def test_update_centroids_half_accumulates_in_float32():
