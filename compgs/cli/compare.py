@@ -29,7 +29,7 @@ def compare(
     loaded = [(run, load_run_metrics(run)) for run in runs]
     table = Table(title="Comparison (test split; metrics on what each run ships)")
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "method" else "right")
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
     for row in table_rows(loaded):
         table.add_row(*row)
     Console().print(table)
