@@ -24,11 +24,33 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from compgs.errors import CompgsError  # noqa: E402
 from compgs.render import _project_kernels as pk  # noqa: E402
 from compgs.render import _raster_kernels as rk  # noqa: E402
 from compgs.render import constants as K  # noqa: E402
 
 TILE_SIZE = 8  # a multiple of the 4x4 lane groups; 8 beat 16 on every scene measured
+
+# GNU OpenMP cannot run parallel regions in a child forked after it started: the
+# child would be killed (or a pool hang). Remember whether that happened, so that
+# the child gets a clear error instead. numba's TBB layer has no such limit.
+_fork_state = {"launched": False, "forked_after_launch": False}
+
+
+def _after_fork_in_child() -> None:
+    _fork_state["forked_after_launch"] = _fork_state["launched"]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_fork_safety() -> None:
+    if _fork_state["forked_after_launch"] and numba.threading_layer() == "omp":
+        raise CompgsError(
+            "the cpu renderer cannot run in a process forked after it was used "
+            "(numba's OpenMP layer is not fork-safe): start worker processes with the "
+            "'spawn' method, or install tbb (pip install tbb)"
+        )
 
 
 def _np32(t: torch.Tensor) -> np.ndarray:
@@ -214,6 +236,7 @@ def render_cpu(
     tile_size: int = TILE_SIZE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """rgb [C,H,W,3], alpha [C,H,W,1], summed depth [C,H,W,1] and the projection."""
+    _check_fork_safety()
     opacities = torch.sigmoid(opacity_logits)
     settings = (int(width), int(height), int(sh_degree), float(near), float(far))
     means2d, conics, colors, depths, radii, rects = _Project.apply(
@@ -229,6 +252,7 @@ def render_cpu(
         rects,
         (int(width), int(height), tile_size),
     )
+    _fork_state["launched"] = True
     proj = {
         "means2d": means2d,
         "conics": conics,
