@@ -100,6 +100,7 @@ def time_backend(splats, viewmats, Ks, width, height, backend, repeats, backward
 
 def kernel_profile(splats, viewmats, Ks, width, height, repeats):
     """Median ms per cpu kernel (and the rest) over forward+backward steps."""
+    from compgs.render import _binning as bk
     from compgs.render import _project_kernels as pk
     from compgs.render import _raster_kernels as rk
 
@@ -107,10 +108,10 @@ def kernel_profile(splats, viewmats, Ks, width, height, repeats):
     originals = {}
     for module, name in [
         (pk, "project_forward"),
-        (rk, "bin_tiles"),
+        (bk, "bin_tiles"),
         (rk, "raster_forward"),
         (rk, "raster_backward"),
-        (rk, "reduce_grads"),
+        (bk, "reduce_grads"),
         (pk, "project_backward"),
     ]:
         originals[(module, name)] = fn = getattr(module, name)

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from compgs.errors import CompgsError  # noqa: E402
+from compgs.render import _binning as bk  # noqa: E402
 from compgs.render import _project_kernels as pk  # noqa: E402
 from compgs.render import _raster_kernels as rk  # noqa: E402
 from compgs.render import constants as K  # noqa: E402
@@ -170,7 +171,7 @@ class _Rasterize(torch.autograd.Function):
         bins = []
         for c in range(C):
             order = _depth_order(np.flatnonzero(rad[c] > 0), dp[c])
-            offsets, tile_gauss, g_offsets, g_slots = rk.bin_tiles(
+            offsets, tile_gauss, g_offsets, g_slots = bk.bin_tiles(
                 order, rec[c], tile_size, tiles_x, tiles_y
             )
             # Heaviest tiles first, dealt round-robin: a cheap static load balance.
@@ -205,14 +206,14 @@ class _Rasterize(torch.autograd.Function):
         v_dp = np.zeros((C, N), np.float32)
         v_op = np.zeros(N, np.float32)
         for c, (order, offsets, tile_gauss, g_offsets, g_slots, tile_order) in enumerate(ctx.bins):
-            pair_grads = np.empty((tile_gauss.shape[0], rk.N_GRAD), np.float32)
+            pair_grads = np.empty((tile_gauss.shape[0], bk.N_GRAD), np.float32)
             rk.raster_backward(
                 offsets, tile_gauss, tile_order, n_workers,
                 m2[c], co[c], cl[c], op, thr, dp[c], rec[c],
                 width, height, tile_size, tiles_x,
                 trans[c], last[c], g_rgb[c], g_alpha[c], g_depth[c], pair_grads,
             )  # fmt: skip
-            rk.reduce_grads(
+            bk.reduce_grads(
                 order, g_offsets, g_slots, pair_grads, v_m2[c], v_co[c], v_cl[c], v_dp[c], v_op
             )
         grads = (_back(a, like) for a, like in zip((v_m2, v_co, v_cl, v_op, v_dp), ctx.likes))
