@@ -11,7 +11,7 @@ pays numba's compilation. forward+backward is one L1-loss training step
 without the optimiser. Prints one line per case, the cpu/reference ratio, and
 a JSON line for machines; ``--profile`` adds where the cpu time goes.
 
-    python tools/bench_render.py [--cases small large] [--repeats 7] [--profile]
+    python tools/bench_render.py [--cases small large] [--repeats 7] [--profile] [--threads N]
 """
 
 from __future__ import annotations
@@ -77,24 +77,32 @@ def build_scene(n: int, width: int, height: int, seed: int = 0):
 
 
 def time_backend(splats, viewmats, Ks, width, height, backend, repeats, backward=True):
-    """Median and min seconds of forward and of forward+backward."""
+    """Wall-clock median and min (ms) of forward and forward+backward, and the
+    median process CPU time (all threads, ms): on a shared machine other jobs
+    stretch wall time, but hardly the CPU time a step needs."""
     target = torch.rand(1, height, width, 3, generator=torch.Generator().manual_seed(1))
     params = splats.map(lambda t: t.clone().requires_grad_(True))
-    fwd, total = [], []
+    fwd, total, fwd_cpu, total_cpu = [], [], [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = render_views(params, viewmats, Ks, width=width, height=height, backend=backend)
         loss = (out.rgb - target).abs().mean()
-        t1 = time.perf_counter()
-        fwd.append(t1 - t0)
+        fwd.append(time.perf_counter() - t0)
+        fwd_cpu.append(time.process_time() - c0)
         if backward:
             loss.backward()
             total.append(time.perf_counter() - t0)
+            total_cpu.append(time.process_time() - c0)
         del out, loss
-    stats = {"forward_ms": 1e3 * statistics.median(fwd), "forward_min_ms": 1e3 * min(fwd)}
+    stats = {
+        "forward_ms": 1e3 * statistics.median(fwd),
+        "forward_min_ms": 1e3 * min(fwd),
+        "forward_cputime_ms": 1e3 * statistics.median(fwd_cpu),
+    }
     if backward:
         stats["forward_backward_ms"] = 1e3 * statistics.median(total)
         stats["forward_backward_min_ms"] = 1e3 * min(total)
+        stats["forward_backward_cputime_ms"] = 1e3 * statistics.median(total_cpu)
     return stats
 
 
@@ -142,7 +150,17 @@ def main(argv=None) -> int:
     parser.add_argument("--reference-repeats", type=int, default=1)
     parser.add_argument("--no-reference", action="store_true", help="skip the slow reference")
     parser.add_argument("--profile", action="store_true", help="time each cpu kernel")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for numba and torch (default: all cores); 1 measures work without "
+        "the wait-for-a-descheduled-thread cost of a machine shared with other jobs",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        numba.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
 
     print(
         f"# {os.cpu_count()} cores, numba {numba.__version__} ({numba.get_num_threads()} threads), "
@@ -168,7 +186,7 @@ def main(argv=None) -> int:
         line = (
             f"{row['case']}: cpu forward {cpu['forward_ms']:.1f} ms, "
             f"forward+backward {cpu['forward_backward_ms']:.1f} ms "
-            f"(min {cpu['forward_backward_min_ms']:.1f})"
+            f"(min {cpu['forward_backward_min_ms']:.1f}, CPU time {cpu['forward_backward_cputime_ms']:.0f})"
         )
         if not args.no_reference:
             # The reference keeps every block's autograd graph: at 500k Gaussians its
@@ -179,11 +197,20 @@ def main(argv=None) -> int:
             )
             row.update({f"reference_{k}": round(v, 1) for k, v in ref.items()})
             row["ratio_forward"] = round(ref["forward_ms"] / cpu["forward_ms"], 1)
+            row["ratio_forward_cputime"] = round(
+                ref["forward_cputime_ms"] / cpu["forward_cputime_ms"], 1
+            )
             line += f"; reference forward {ref['forward_ms']:.0f} ms ({row['ratio_forward']}x)"
             if backward:
                 ratio = ref["forward_backward_ms"] / cpu["forward_backward_ms"]
                 row["ratio_forward_backward"] = round(ratio, 1)
-                line += f", forward+backward {ref['forward_backward_ms']:.0f} ms ({ratio:.1f}x)"
+                row["ratio_forward_backward_cputime"] = round(
+                    ref["forward_backward_cputime_ms"] / cpu["forward_backward_cputime_ms"], 1
+                )
+                line += (
+                    f", forward+backward {ref['forward_backward_ms']:.0f} ms ({ratio:.1f}x; "
+                    f"{row['ratio_forward_backward_cputime']}x in CPU time)"
+                )
         print(line)
         if args.profile:
             profile = kernel_profile(splats, viewmats, Ks, width, height, args.repeats)

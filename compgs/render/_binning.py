@@ -66,21 +66,28 @@ def reduce_grads(
     n = order.shape[0]
     chunk = 1024
     for c in prange((n + chunk - 1) // chunk):
-        s = np.empty(N_GRAD, np.float32)
         for k in range(c * chunk, min(n, (c + 1) * chunk)):
-            g = order[k]
-            s[:] = ZERO
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = s9 = ZERO
             for p in range(g_offsets[k], g_offsets[k + 1]):
-                slot = g_slots[p]
-                for q in range(N_GRAD):
-                    s[q] += pair_grads[slot, q]
-            v_means2d[g, 0] = s[0]
-            v_means2d[g, 1] = s[1]
-            v_conics[g, 0] = s[2]
-            v_conics[g, 1] = s[3]
-            v_conics[g, 2] = s[4]
-            v_colors[g, 0] = s[5]
-            v_colors[g, 1] = s[6]
-            v_colors[g, 2] = s[7]
-            v_depths[g] = s[8]
-            v_opac[g] += s[9]
+                row = pair_grads[g_slots[p]]
+                s0 += row[0]
+                s1 += row[1]
+                s2 += row[2]
+                s3 += row[3]
+                s4 += row[4]
+                s5 += row[5]
+                s6 += row[6]
+                s7 += row[7]
+                s8 += row[8]
+                s9 += row[9]
+            g = order[k]
+            v_means2d[g, 0] = s0
+            v_means2d[g, 1] = s1
+            v_conics[g, 0] = s2
+            v_conics[g, 1] = s3
+            v_conics[g, 2] = s4
+            v_colors[g, 0] = s5
+            v_colors[g, 1] = s6
+            v_colors[g, 2] = s7
+            v_depths[g] = s8
+            v_opac[g] += s9
