@@ -15,46 +15,59 @@ ZERO = np.float32(0.0)
 N_GRAD = 10  # per pair: mean2d (2), conic (3), colour (3), depth, opacity
 
 
-@njit(cache=True)
-def bin_tiles(order, rects, tile_size, tiles_x, tiles_y):
+@njit(parallel=True, cache=True)
+def bin_tiles(order, rects, tile_size, tiles_x, tiles_y, n_workers):
     """Tile lists for the Gaussians ``order`` (visible ones, front to back).
 
     Returns ``tile_offsets`` [T+1] and ``tile_gauss`` [I] (Gaussian ids per tile,
     front to back), plus ``g_offsets`` [len(order)+1] and ``g_slots`` [I]: for the
     k-th Gaussian of ``order``, the positions in ``tile_gauss`` that hold it.
-    Sequential: it is a few ms, and splitting it into row bands measured slower.
+
+    The tile rows are cut into bands dealt round-robin to the workers; every band
+    scans all the Gaussians in depth order (cheap: their tile rectangles are first
+    copied into depth order), so every tile list comes out sorted.
     """
     n_tiles = tiles_x * tiles_y
     n = order.shape[0]
-    # Tile rectangles in depth order: the second pass then reads memory in order.
     trect = np.empty((n, 4), np.int32)
-    offsets = np.zeros(n_tiles + 1, np.int64)
-    for k in range(n):
+    g_offsets = np.zeros(n + 1, np.int64)
+    for k in prange(n):
         g = order[k]
         for q in range(4):
             trect[k, q] = rects[g, q] // tile_size
-        for ty in range(trect[k, 2], trect[k, 3] + 1):
-            for tx in range(trect[k, 0], trect[k, 1] + 1):
-                offsets[ty * tiles_x + tx + 1] += 1
+        g_offsets[k + 1] = (trect[k, 1] - trect[k, 0] + 1) * (trect[k, 3] - trect[k, 2] + 1)
+    for k in range(n):
+        g_offsets[k + 1] += g_offsets[k]
+    n_bands = min(4 * n_workers, tiles_y)
+    offsets = np.zeros(n_tiles + 1, np.int64)
+    for w in prange(n_workers):
+        for band in range(w, n_bands, n_workers):
+            r0 = band * tiles_y // n_bands
+            r1 = (band + 1) * tiles_y // n_bands
+            for k in range(n):
+                for ty in range(max(trect[k, 2], r0), min(trect[k, 3] + 1, r1)):
+                    for tx in range(trect[k, 0], trect[k, 1] + 1):
+                        offsets[ty * tiles_x + tx + 1] += 1
     for t in range(n_tiles):
         offsets[t + 1] += offsets[t]
     n_pairs = offsets[n_tiles]
-    cursor = offsets[:n_tiles].copy()
     tile_gauss = np.empty(n_pairs, np.int32)
-    g_offsets = np.empty(n + 1, np.int64)
     g_slots = np.empty(n_pairs, np.int64)
-    pos = 0
-    for k in range(n):
-        g_offsets[k] = pos
-        for ty in range(trect[k, 2], trect[k, 3] + 1):
-            for tx in range(trect[k, 0], trect[k, 1] + 1):
-                t = ty * tiles_x + tx
-                slot = cursor[t]
-                cursor[t] += 1
-                tile_gauss[slot] = order[k]
-                g_slots[pos] = slot
-                pos += 1
-    g_offsets[n] = pos
+    for w in prange(n_workers):
+        for band in range(w, n_bands, n_workers):
+            r0 = band * tiles_y // n_bands
+            r1 = (band + 1) * tiles_y // n_bands
+            cursor = offsets[r0 * tiles_x : r1 * tiles_x].copy()
+            for k in range(n):
+                tx0, row0 = trect[k, 0], trect[k, 2]
+                width_k = trect[k, 1] - tx0 + 1
+                for ty in range(max(row0, r0), min(trect[k, 3] + 1, r1)):
+                    for tx in range(tx0, tx0 + width_k):
+                        local = (ty - r0) * tiles_x + tx
+                        slot = cursor[local]
+                        cursor[local] += 1
+                        tile_gauss[slot] = order[k]
+                        g_slots[g_offsets[k] + (ty - row0) * width_k + (tx - tx0)] = slot
     return offsets, tile_gauss, g_offsets, g_slots
 
 

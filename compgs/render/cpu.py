@@ -172,7 +172,7 @@ class _Rasterize(torch.autograd.Function):
         for c in range(C):
             order = _depth_order(np.flatnonzero(rad[c] > 0), dp[c])
             offsets, tile_gauss, g_offsets, g_slots = bk.bin_tiles(
-                order, rec[c], tile_size, tiles_x, tiles_y
+                order, rec[c], tile_size, tiles_x, tiles_y, n_workers
             )
             # Heaviest tiles first, dealt round-robin: a cheap static load balance.
             tile_order = np.argsort(-np.diff(offsets), kind="stable")
