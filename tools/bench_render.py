@@ -7,9 +7,15 @@ scales, rotations, opacities and colours drawn from its Gaussians; without the
 data, from similar synthetic distributions. The camera frames the box.
 
 Times are medians (and minima) of repeated runs, after a warm-up that also
-pays numba's compilation. forward+backward is one L1-loss training step
-without the optimiser. Prints one line per case, the cpu/reference ratio, and
-a JSON line for machines; ``--profile`` adds where the cpu time goes.
+pays numba's compilation, plus the process CPU time per step. forward+backward
+is one L1-loss training step without the optimiser. Prints one line per case,
+the cpu/reference ratios, and a JSON line for machines; ``--profile`` adds
+where the cpu time goes.
+
+On a machine shared with other jobs, multi-threaded wall times mostly measure
+waiting for descheduled threads (and torch's spinning workers then inflate the
+reference's CPU time too); ``--threads 1`` and the CPU-time ratio are the
+numbers to trust there.
 
     python tools/bench_render.py [--cases small large] [--repeats 7] [--profile] [--threads N]
 """
