@@ -213,12 +213,11 @@ def exact_sq_dist(
     Plain elementwise multiply and add (no fused multiply-add, no reduction
     kernel), so the value is the same whatever the number of pairs.
     """
-    xt = x.t().to(torch.float64)
-    ct = centroids.t().to(torch.float64)
-    acc = torch.zeros(rows.shape[0], dtype=torch.float64, device=x.device)
-    for coord in range(x.shape[1]):
-        diff = xt[coord][rows] - ct[coord][cols]
-        acc = acc + diff * diff
+    diff = x[rows].to(torch.float64) - centroids[cols].to(torch.float64)
+    squares = (diff * diff).t().contiguous()  # [d, P]: one contiguous row per coordinate
+    acc = squares[0].clone()
+    for coord in range(1, x.shape[1]):
+        acc += squares[coord]
     return acc
 
 
