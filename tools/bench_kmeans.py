@@ -79,16 +79,17 @@ def run_case(n: int, d: int, k: int, args) -> list[dict]:
     if torch_only:
         timings["ours torch-only"] = []
     if d == 1:
-        timings.update({"ours sorted iteration": [], "ours 10-iter kmeans": [], "faiss 10-iter": []})
+        timings.update(
+            {"ours sorted iteration": [], "ours 10-iter kmeans": [], "faiss 10-iter": []}
+        )
         rows = SortedRows(x.t())
         sort_time = [clock(lambda: SortedRows(x.t())) for _ in range(args.repeats)]
     for _ in range(args.repeats):
         timings["ours"].append(clock(lambda: ours_iteration(x, c, "auto")))
         timings["faiss"].append(clock(lambda: faiss_iteration(xn, cn)))
         if d == 1:
-            ct = c.t()
             timings["ours sorted iteration"].append(
-                statistics.median(clock(lambda: rows.step(ct)) for _ in range(20))
+                statistics.median(clock(lambda: rows.step(c.t())) for _ in range(20))
             )
             timings["ours 10-iter kmeans"].append(
                 clock(lambda: kmeans(x, k, iters=10, init=c, backend="auto"))
