@@ -80,6 +80,13 @@ def assign(
     check_finite(centroids, "centroids")
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    return nearest_unchecked(x, centroids, backend, chunk_size)
+
+
+def nearest_unchecked(
+    x: torch.Tensor, centroids: torch.Tensor, backend: Backend, chunk_size: int | None
+) -> torch.Tensor:
+    """`assign` without input checks, for loops that validated their input once."""
     choice = _choose_backend(x, centroids, backend)
     with torch.no_grad():
         if choice == "sorted":
