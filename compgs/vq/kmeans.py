@@ -93,7 +93,6 @@ def kmeans(
         if d == 1 and backend == "auto":
             c, a, done = _lloyd_sorted(x, c, iters, w)
         else:
-
             if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
                 raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
 

@@ -164,12 +164,14 @@ def _assign_torch(x: torch.Tensor, centroids: torch.Tensor, chunk_size: int | No
         dist = torch.mm(x_aug[:m], c_aug, out=dist_buf[:m])
         best, idx, second = _best_two(dist, block)
         tol = (torch.linalg.vector_norm(xb, dim=1) + c_max).square_().mul_(coef)
-        unsure = (second - best) <= tol
+        # "not >" also catches NaN from float32 overflow (|x| > ~1e19): then every
+        # centroid is a candidate and float64 decides.
+        unsure = ~((second - best) > tol)
         if bool(unsure.any()):
             r = unsure.nonzero()[:, 0]
-            idx[r] = _decide_exactly(
-                x[start + r], centroids, dist[r] <= (best[r] + tol[r])[:, None]
-            )
+            limit = best[r] + tol[r]
+            candidates = (dist[r] <= limit[:, None]) | ~torch.isfinite(limit)[:, None]
+            idx[r] = _decide_exactly(x[start + r], centroids, candidates[:, :k])
         out[start : start + rows] = idx
     return out
 
