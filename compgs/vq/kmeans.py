@@ -87,14 +87,14 @@ def kmeans(
     w = check_weights(weights, x)
     if backend not in ("auto", "torch", "faiss"):
         raise InputError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+        raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
     x = x.detach()
     with torch.no_grad():
         c = _initial_centroids(x, k, init, seed, w)
         if d == 1 and backend == "auto":
             c, a, done = _lloyd_sorted(x, c, iters, w)
         else:
-            if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
-                raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
             def nearest(cents: torch.Tensor) -> torch.Tensor:
                 return nearest_unchecked(x, cents, backend, chunk_size)
