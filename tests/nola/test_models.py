@@ -24,6 +24,8 @@ from compgs.nola import (
 )
 from tests.nola.helpers import randomize
 
+pytestmark = pytest.mark.slow  # several seconds each: big imports and models
+
 
 def check(model, targets, inputs, expected_layers, tmp_path, make_fresh, **kwargs):
     """Adapter at init = base; merged = adapter; k + l each; save/load gives the same outputs."""
