@@ -151,3 +151,53 @@ def basis(
         torch.tensor(math.sqrt(3.0 / (rows * cols)), dtype=torch.float32, device=values.device)
     )
     return values.to(dtype).reshape(count, rows, cols)
+
+
+class _MixBasis(torch.autograd.Function):
+    """sum_i c_i M_i over a basis that is regenerated chunk by chunk, never held whole.
+
+    Backward regenerates the same chunks: d out / d c_i = <grad, M_i>.
+    """
+
+    @staticmethod
+    def forward(ctx, coef, seed, stream, rows, cols, chunk_matrices):
+        ctx.save_for_backward(coef)
+        ctx.args = (seed, stream, rows, cols, chunk_matrices)
+        out = torch.zeros(rows * cols, dtype=torch.float32, device=coef.device)
+        for begin, mats in _chunks(
+            seed, stream, coef.shape[0], rows, cols, chunk_matrices, coef.device
+        ):
+            out += coef[begin : begin + mats.shape[0]].float() @ mats
+        return out.reshape(rows, cols)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (coef,) = ctx.saved_tensors
+        seed, stream, rows, cols, chunk_matrices = ctx.args
+        g = torch.empty(coef.shape[0], dtype=torch.float32, device=coef.device)
+        flat = grad.reshape(-1).float()
+        for begin, mats in _chunks(
+            seed, stream, coef.shape[0], rows, cols, chunk_matrices, coef.device
+        ):
+            g[begin : begin + mats.shape[0]] = mats @ flat
+        return g.to(coef.dtype), None, None, None, None, None
+
+
+def _chunks(seed, stream, count, rows, cols, chunk_matrices, device):
+    scale = torch.tensor(math.sqrt(3.0 / (rows * cols)), dtype=torch.float32, device=device)
+    size = rows * cols
+    for begin in range(0, count, chunk_matrices):
+        n = min(chunk_matrices, count - begin)
+        values = uniform(seed, stream, n * size, start=begin * size, device=device)
+        yield begin, values.mul_(scale).reshape(n, size)
+
+
+def mix_basis(
+    coef: torch.Tensor, seed: int, stream: str, rows: int, cols: int, *, chunk: int = DEFAULT_CHUNK
+) -> torch.Tensor:
+    """sum_i coef_i basis(seed, stream, len(coef), rows, cols)[i], differentiable in ``coef``,
+    with at most ~``chunk`` basis entries in memory at a time (forward and backward)."""
+    if not isinstance(coef, torch.Tensor) or coef.dim() != 1 or coef.numel() == 0:
+        raise InputError("coef must be a non-empty 1-D tensor")
+    chunk_matrices = max(1, chunk // (rows * cols))
+    return _MixBasis.apply(coef, seed, stream, rows, cols, chunk_matrices)

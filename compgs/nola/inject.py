@@ -90,17 +90,20 @@ def apply_nola(
     shared_basis: bool = False,
     conv_layout: str = "square",
     backend: str = "torch",
+    cache_basis: bool = True,
 ) -> list[nn.Parameter]:
     """Wrap every target in a NOLA adapter, freeze everything else; return the coefficients.
 
     Each adapted layer trains k + l values (alpha then beta). Bases are generated
-    on each layer's device (create the model there first to avoid a copy).
+    on each layer's device (create the model there first to avoid a copy) and kept
+    as non-persistent buffers; ``cache_basis=False`` regenerates them in chunks at
+    every pass instead (memory ~ one chunk, for models whose bases do not fit).
     """
     cache: dict = {}
     return _apply(
         model, target_modules, "nola",
         dict(rank=rank, k=k, l=l, seed=seed, c=c, shared_basis=shared_basis,
-             conv_layout=conv_layout, basis_cache=cache, backend=backend),
+             conv_layout=conv_layout, basis_cache=cache, backend=backend, cache_basis=cache_basis),
     )  # fmt: skip
 
 

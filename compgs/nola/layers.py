@@ -164,6 +164,8 @@ class NOLAAdapter(Adapter):
         shared_basis: bases depend only on (seed, matrix shape, rank), so layers of
             the same shape share them (``basis_cache`` lets them share memory too).
         conv_layout: "square" (most nearly square reshape) or "out_in" (o x i kh kw).
+        cache_basis: keep the bases in memory (fast); False regenerates them in
+            chunks at every forward and backward pass (memory ~ one chunk, slower).
     """
 
     method = "nola"
@@ -182,6 +184,7 @@ class NOLAAdapter(Adapter):
         conv_layout: str = "square",
         basis_cache: dict | None = None,
         backend: str = "torch",
+        cache_basis: bool = True,
     ):
         super().__init__(base, rank, c=c, name=name, conv_layout=conv_layout)
         _check_int("k", k, 1)
@@ -200,9 +203,12 @@ class NOLAAdapter(Adapter):
                 basis_cache[key] = made
             return made
 
-        # Buffers, not parameters, and not persistent: bases never enter a state dict.
-        self.register_buffer("basis_a", make(stream_a, k, m, rank), persistent=False)
-        self.register_buffer("basis_b", make(stream_b, l, rank, n), persistent=False)
+        self.streams = (stream_a, stream_b)
+        self.cache_basis = bool(cache_basis)
+        if self.cache_basis:
+            # Buffers, not parameters, and not persistent: bases never enter a state dict.
+            self.register_buffer("basis_a", make(stream_a, k, m, rank), persistent=False)
+            self.register_buffer("basis_b", make(stream_b, l, rank, n), persistent=False)
         self.alpha = nn.Parameter(torch.zeros(k, device=device))
         init = generator.uniform(seed, f"{name}/beta0", l, device=device, backend=backend)
         self.beta = nn.Parameter(init * (3.0 / l) ** 0.5)  # ||beta|| ~ 1: B ~ one unit basis
@@ -211,6 +217,11 @@ class NOLAAdapter(Adapter):
         return {"alpha": self.alpha, "beta": self.beta}
 
     def _factors(self, coef: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.cache_basis:  # regenerate chunk by chunk, forward and backward
+            m, n, r = self.view.rows, self.view.cols, self.rank
+            a = generator.mix_basis(coef["alpha"], self.seed, self.streams[0], m, r)
+            b = generator.mix_basis(coef["beta"], self.seed, self.streams[1], r, n)
+            return a, b
         k, m, r = self.basis_a.shape
         l, _, n = self.basis_b.shape
         a = (coef["alpha"].to(self.basis_a.dtype) @ self.basis_a.reshape(k, m * r)).reshape(m, r)

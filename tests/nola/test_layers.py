@@ -237,3 +237,36 @@ def test_wrapper_classes_check_their_layer():
     with pytest.raises(InputError, match="wraps nn.Conv2d"):
         NOLAConv2d(nn.Linear(2, 2), rank=1, k=1, l=1)
     assert isinstance(SamePadConv(2, 2, 3), nn.Conv2d)
+
+
+def test_uncached_bases_give_the_same_update_and_gradients():
+    cached = NOLALinear(nn.Linear(30, 20), rank=3, k=9, l=7, seed=2, name="q")
+    lean = NOLALinear(
+        copy.deepcopy(cached.base), rank=3, k=9, l=7, seed=2, name="q", cache_basis=False
+    )
+    assert not hasattr(lean, "basis_a") or lean.basis_a is None
+    randomize([cached.alpha, cached.beta])
+    with torch.no_grad():
+        lean.alpha.copy_(cached.alpha)
+        lean.beta.copy_(cached.beta)
+    torch.testing.assert_close(lean.delta_weight(), cached.delta_weight(), rtol=1e-5, atol=1e-6)
+    x = torch.randn(5, 30)
+    cached(x).square().sum().backward()
+    lean(x).square().sum().backward()
+    torch.testing.assert_close(lean.alpha.grad, cached.alpha.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(lean.beta.grad, cached.beta.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_mix_basis_chunking_and_gradcheck():
+    from compgs.nola.generator import mix_basis
+
+    coef = torch.randn(11, dtype=torch.float64, requires_grad=True)
+    whole = mix_basis(coef, 4, "s", 6, 5, chunk=10_000)
+    for chunk in (1, 30, 65):  # one matrix per chunk, exactly one, two and a bit
+        torch.testing.assert_close(mix_basis(coef, 4, "s", 6, 5, chunk=chunk), whole)
+    explicit = torch.einsum("k,kmn->mn", coef.float(), basis(4, "s", 11, 6, 5))
+    torch.testing.assert_close(whole, explicit, rtol=1e-5, atol=1e-6)
+    # the mixture is linear in coef: its gradient is exactly the basis
+    torch.autograd.gradcheck(
+        lambda c: mix_basis(c, 4, "s", 6, 5, chunk=40).double(), (coef,), eps=1e-3, atol=1e-3
+    )
