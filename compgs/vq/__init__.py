@@ -12,9 +12,9 @@ vectors x [N, d]. Users: CompGS attribute codebooks (`compgs.train`,
     xq = book.step(x, schedule.step(i))         # in the training loop
 """
 
-from compgs.vq.assign import assign, faiss_available
 from compgs.vq.codebook import Codebook, GroupLayout, join_groups
 from compgs.vq.kmeans import KMeansResult, inertia, kmeans, update_centroids
+from compgs.vq.nearest import assign, faiss_available
 from compgs.vq.scalar import (
     LevelCodes,
     UniformCodes,

@@ -26,8 +26,9 @@ from torch import nn
 
 from compgs.errors import InputError
 from compgs.vq._checks import check_finite, check_weights
-from compgs.vq.assign import Backend, assign
-from compgs.vq.kmeans import Init, centroid_means, kmeans
+from compgs.vq.kmeans import Init, kmeans
+from compgs.vq.members import Membership, centroid_means
+from compgs.vq.nearest import Backend, assign
 from compgs.vq.schedule import QATAction
 
 
@@ -77,7 +78,7 @@ class Codebook(nn.Module):
         self.register_buffer("assignments", torch.zeros(0, dtype=torch.long, device=device))
         self._frozen = False
         self._ready = False  # centroids hold a fitted or loaded codebook
-        self._counts: torch.Tensor | None = None  # members per code, valid for `assignments`
+        self._members: Membership | None = None  # prepared `assignments` for `update`
 
     @classmethod
     def from_centroids(cls, centroids: torch.Tensor, *, frozen: bool = True, **kwargs) -> Codebook:
@@ -151,15 +152,15 @@ class Codebook(nn.Module):
         self._refuse_if_frozen("update")
         xw = self._prepare(x)
         self._require_assignments(xw.shape[0])
+        check_finite(xw, "x")
         w = check_weights(weights, xw)
-        counts = self._counts if w is None else None
         with torch.no_grad():
-            means, counts = centroid_means(
-                xw, self.assignments, self.num_codes, w, self.centroids, counts
+            if w is None and self._members is None:
+                self._members = Membership.build(self.assignments, self.num_codes, xw.dtype)
+            means, _ = centroid_means(
+                xw, self.assignments, self.num_codes, w, self.centroids, self._members
             )
         self.centroids.copy_(means)
-        if w is None:
-            self._counts = counts
         return self.centroids
 
     def lloyd(
@@ -223,8 +224,13 @@ class Codebook(nn.Module):
     def select(self, index: torch.Tensor) -> Codebook:
         """Keep the assignments of the vectors ``index`` selects (bool mask [N] or int64 indices),
         e.g. after pruning the vectors themselves."""
+        n = self.assignments.shape[0]
+        if not isinstance(index, torch.Tensor) or (
+            index.dtype == torch.bool and index.shape != (n,)
+        ):
+            raise InputError(f"select needs a bool mask of shape [{n}] or an index tensor")
         self.assignments = self.assignments[index]
-        self._counts = None
+        self._members = None
         return self
 
     # --- state dict ---------------------------------------------------------
@@ -235,7 +241,7 @@ class Codebook(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self._frozen = bool(state["frozen"])
         self._ready = bool(state["ready"])
-        self._counts = None
+        self._members = None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # K and N are data, not architecture: take the shapes of the incoming buffers.
@@ -277,7 +283,7 @@ class Codebook(nn.Module):
             self.centroids.copy_(centroids)
         self.assignments = assignments.to(self.centroids.device)
         self._ready = True
-        self._counts = None
+        self._members = None
 
     def _refuse_if_frozen(self, verb: str) -> None:
         if self._frozen:

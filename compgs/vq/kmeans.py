@@ -15,13 +15,15 @@ import torch
 from compgs.errors import InputError
 from compgs.vq._checks import (
     check_assignments,
+    check_finite,
     check_num_codes,
     check_pair,
     check_vectors,
     check_weights,
     work_dtype,
 )
-from compgs.vq.assign import Backend, assign
+from compgs.vq.members import centroid_means
+from compgs.vq.nearest import Backend, assign
 from compgs.vq.onedim import SortedRows
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def kmeans(
             vectors), or a [k, d] tensor of initial centroids.
         seed: seed of every random choice (results are deterministic on CPU).
         weights: optional [N] non-negative weights (weighted means and inertia).
-        backend, chunk_size: passed to `compgs.vq.assign`.
+        backend, chunk_size: passed to `assign` (`compgs.vq.nearest`).
     """
     check_vectors(x, "x")
     n, d = x.shape
@@ -118,43 +120,13 @@ def update_centroids(
     a = check_assignments(assignments, x.shape[0], k, x.device)
     w = check_weights(weights, x)
     if previous is not None:
-        check_vectors(previous, "previous")
+        check_vectors(previous, "previous", finite=False)
         check_pair(x, previous)
+        check_finite(previous, "previous")
         if previous.shape[0] != k:
             raise InputError(f"previous centroids must have {k} rows, got {previous.shape[0]}")
     with torch.no_grad():
         return centroid_means(x.detach(), a, k, w, previous)[0]
-
-
-def centroid_means(
-    x: torch.Tensor,
-    a: torch.Tensor,
-    k: int,
-    w: torch.Tensor | None,
-    previous: torch.Tensor | None,
-    counts: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(means [K, d] in x.dtype, total weight [K]) without input checks.
-
-    ``counts`` (total weight per code) may be passed when already known, e.g.
-    by a codebook whose assignments did not change since the last call.
-    """
-    dtype = work_dtype(x.dtype)
-    xw = x.to(dtype)
-    if w is not None:
-        xw = xw * w[:, None]
-    sums = torch.zeros(k, x.shape[1], dtype=dtype, device=x.device).index_add_(0, a, xw)
-    if counts is None:
-        if w is None:
-            counts = torch.bincount(a, minlength=k).to(dtype)
-        else:
-            counts = torch.zeros(k, dtype=dtype, device=x.device).index_add_(0, a, w)
-    # The K x d division in float64 rounds once, like the d = 1 path's float64 means.
-    safe = counts.to(torch.float64).clamp(min=1e-300)[:, None]
-    means = sums.to(torch.float64) / safe
-    empty = (counts == 0)[:, None]
-    fallback = previous.to(torch.float64) if previous is not None else torch.zeros_like(means)
-    return torch.where(empty, fallback, means).to(x.dtype), counts
 
 
 def inertia(
@@ -179,8 +151,9 @@ def _initial_centroids(
     x: torch.Tensor, k: int, init: Init | torch.Tensor, seed: int, w: torch.Tensor | None
 ) -> torch.Tensor:
     if isinstance(init, torch.Tensor):
-        check_vectors(init, "init")
+        check_vectors(init, "init", finite=False)
         check_pair(x, init)
+        check_finite(init, "init")
         if init.shape[0] != k:
             raise InputError(f"init must have shape [{k}, {x.shape[1]}], got {list(init.shape)}")
         return init.detach().clone()

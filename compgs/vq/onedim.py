@@ -16,7 +16,7 @@ C = 1 is plain k-means on [N, 1] vectors.
 Exactness: midpoints and comparisons are computed in float64, where the
 midpoint of two float32 (or float16) values is exact, so the result is the
 exact nearest centroid, ties going to the lowest centroid index -- the same
-rule as `compgs.vq.assign`.
+rule as `compgs.vq.nearest`.
 """
 
 from __future__ import annotations

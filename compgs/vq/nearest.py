@@ -17,7 +17,8 @@ the BLAS, which is what makes chunked == unchunked an honest statement:
 ``backend="faiss"`` (CPU, optional dependency) hands the search to faiss'
 fused distance + argmin kernels, which beat any unfused torch code when d is
 small. Its answer is the nearest centroid up to float32 rounding: it can differ
-from the rule above only between centroids equidistant within ~1e-7 relative.
+from the rule above only between centroids whose squared distances differ by
+less than ~1e-6 (|x| + |c|)^2 (norms taken after centring on the centroid mean).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Literal
 import torch
 
 from compgs.errors import InputError
-from compgs.vq._checks import check_pair, check_vectors, work_dtype
+from compgs.vq._checks import check_finite, check_pair, check_vectors, work_dtype
 from compgs.vq.onedim import assign_1d, sorted_levels
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ CHUNK_BYTES = 8 << 20
 # faiss pays off once the N x K work is large; below this torch is as fast and exact.
 FAISS_MIN_WORK = 1 << 24
 FAISS_MAX_DIM = 32  # faiss has fused (no N x K buffer) kernels up to this dimension
+# Row minima are found block by block (see `_best_two`) when K > 2 blocks.
+REDUCE_BLOCK = 128
 
 
 def faiss_available() -> bool:
@@ -70,9 +73,11 @@ def assign(
     Returns:
         [N] int64 indices in [0, K).
     """
-    check_vectors(x, "x")
-    check_vectors(centroids, "centroids")
+    check_vectors(x, "x", finite=False)
+    check_vectors(centroids, "centroids", finite=False)
     check_pair(x, centroids)
+    check_finite(x, "x")
+    check_finite(centroids, "centroids")
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
     choice = _choose_backend(x, centroids, backend)
@@ -128,8 +133,14 @@ def _assign_torch(x: torch.Tensor, centroids: torch.Tensor, chunk_size: int | No
     mean = c.to(torch.float64).mean(dim=0).to(dtype)
     c = c - mean
     c_sq = (c * c).sum(dim=1)
-    c_t = c.t().contiguous()
     c_max = float(c_sq.max().sqrt())
+    c_t = c.t().contiguous()
+    block = REDUCE_BLOCK if k > 2 * REDUCE_BLOCK else None
+    if block is not None and k % block:
+        # Pad to whole blocks with centroids at infinite distance (they never win).
+        pad = block - k % block
+        c_t = torch.cat([c_t, c_t.new_zeros(d, pad)], dim=1)
+        c_sq = torch.cat([c_sq, c_sq.new_full((pad,), float("inf"))])
     # |computed - exact| <= (d + 6) u (|x| + |c|max)^2 for every screened entry (matmul,
     # squared norms, centring); two entries are compared, and a factor 2 spare on top.
     coef = 4.0 * (d + 8) * unit_roundoff(dtype, x.device)
@@ -138,41 +149,54 @@ def _assign_torch(x: torch.Tensor, centroids: torch.Tensor, chunk_size: int | No
     for start in range(0, n, rows):
         xb = x[start : start + rows].to(dtype) - mean
         dist = torch.addmm(c_sq, xb, c_t, alpha=-2.0)
-        best, idx = dist.min(dim=1)
-        if k > 1:
-            tol = coef * (torch.linalg.vector_norm(xb, dim=1) + c_max) ** 2
-            dist.scatter_(1, idx[:, None], float("inf"))
-            unsure = (dist.amin(dim=1) - best) <= tol
-            if bool(unsure.any()):
-                r = unsure.nonzero()[:, 0]
-                idx[r] = _decide_exactly(x[start + r], centroids, dist[r], best[r] + tol[r], idx[r])
+        best, idx, second = _best_two(dist, block)
+        tol = coef * (torch.linalg.vector_norm(xb, dim=1) + c_max) ** 2
+        unsure = (second - best) <= tol
+        if bool(unsure.any()):
+            r = unsure.nonzero()[:, 0]
+            idx[r] = _decide_exactly(
+                x[start + r], centroids, dist[r] <= (best[r] + tol[r])[:, None]
+            )
         out[start : start + rows] = idx
     return out
 
 
-def _decide_exactly(
-    xr: torch.Tensor,
-    centroids: torch.Tensor,
-    dist: torch.Tensor,
-    limit: torch.Tensor,
-    first: torch.Tensor,
-) -> torch.Tensor:
-    """Nearest centroid in float64 among the candidates of each unsure row.
+def _best_two(
+    dist: torch.Tensor, block: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(smallest value, its index, second smallest value) of every row of ``dist`` [B, K].
 
-    ``dist`` [R, K] are the screened distances with the screened winner ``first``
-    masked to +inf; candidates are the entries <= ``limit`` plus ``first``.
+    torch's min-with-index is several times slower than a plain min, so with
+    ``block`` the rows are cut into blocks: plain block minima over the whole
+    matrix, then indices only within the winning block ([B, block] values).
     """
-    r, j = (dist <= limit[:, None]).nonzero(as_tuple=True)
-    rows = torch.arange(xr.shape[0], device=xr.device)
-    pair_row = torch.cat([r, rows])
-    pair_col = torch.cat([j, first])
+    rows = dist.shape[0]
+    if block is None:
+        best, idx = dist.min(dim=1)
+        second = dist.scatter(1, idx[:, None], float("inf")).amin(dim=1)  # K is small: copy
+        return best, idx, second
+    blocks = dist.view(rows, -1, block)
+    block_min = blocks.amin(dim=2)
+    best, which = block_min.min(dim=1)
+    inside = blocks[torch.arange(rows, device=dist.device), which]  # a copy, [B, block]
+    pos = inside.min(dim=1).indices
+    inside.scatter_(1, pos[:, None], float("inf"))
+    block_min.scatter_(1, which[:, None], float("inf"))
+    second = torch.minimum(inside.amin(dim=1), block_min.amin(dim=1))
+    return best, which * block + pos, second
+
+
+def _decide_exactly(
+    xr: torch.Tensor, centroids: torch.Tensor, candidates: torch.Tensor
+) -> torch.Tensor:
+    """Nearest centroid in float64 among the ``candidates`` [R, K'] (bool) of each unsure row."""
+    pair_row, pair_col = candidates.nonzero(as_tuple=True)
     exact = exact_sq_dist(xr, centroids, pair_row, pair_col)
     k = centroids.shape[0]
-    best = torch.full_like(exact[: len(rows)], float("inf")).scatter_reduce_(
-        0, pair_row, exact, "amin"
-    )
+    rows = xr.shape[0]
+    best = exact.new_full((rows,), float("inf")).scatter_reduce_(0, pair_row, exact, "amin")
     winners = torch.where(exact == best[pair_row], pair_col, k)
-    return torch.full_like(rows, k).scatter_reduce_(0, pair_row, winners, "amin")
+    return pair_col.new_full((rows,), k).scatter_reduce_(0, pair_row, winners, "amin")
 
 
 def exact_sq_dist(
@@ -196,7 +220,11 @@ def _assign_faiss(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     import faiss
 
     faiss.omp_set_num_threads(torch.get_num_threads())
+    c = centroids.to(torch.float32)
+    # faiss expands |x|^2 + |c|^2 - 2 x.c: centring bounds its rounding by the spread
+    # of the data instead of its distance from the origin.
+    mean = c.to(torch.float64).mean(dim=0).to(torch.float32)
     index = faiss.IndexFlatL2(x.shape[1])
-    index.add(centroids.to(torch.float32).contiguous().numpy())
-    _, nearest = index.search(x.to(torch.float32).contiguous().numpy(), 1)
+    index.add((c - mean).contiguous().numpy())
+    _, nearest = index.search((x.to(torch.float32) - mean).contiguous().numpy(), 1)
     return torch.from_numpy(nearest[:, 0]).to(torch.long)
