@@ -184,8 +184,19 @@ def decode_nola(data: bytes, source: str = "<bytes>") -> NOLACheckpoint:
         ]
         extra_specs = [(str(n), tuple(int(s) for s in shape)) for n, shape in meta["extra"]]
         quant = meta["quant"]
+        layers_ok = all(
+            isinstance(layer["path"], str)
+            and layer["kind"] in ("linear", "conv1d", "conv2d")
+            and all(isinstance(d, int) and d > 0 for d in layer["shape"])
+            and isinstance(layer["config"], dict)
+            and layer["config"]["method"] in ("nola", "lora")
+            for layer in meta["layers"]
+        )
     except (KeyError, TypeError, ValueError) as e:
         fail(f"section 'meta' lacks or garbles a field ({e!r})")
+    shapes = [shape for _, shape in members] + [shape for _, shape in extra_specs]
+    if not layers_ok or not all(d >= 0 for shape in shapes for d in shape):
+        fail("section 'meta' describes a layer or tensor that cannot exist")
     sizes = [math.prod(shape) for _, shape in members]
     count = sum(sizes)
     if count != packed.num_gaussians:
