@@ -442,15 +442,17 @@ def plot(table: dict, shot_counts: list[int], path: Path) -> None:
         1, len(shot_counts), figsize=(5.5 * len(shot_counts), 4.2), sharey=True
     )
     axes = np.atleast_1d(axes)
-    series = [("nola ptq{} uniform", "NOLA PTQ uniform", "o-"), ("nola ptq{} kmeans", "NOLA PTQ k-means", "s-"),
-              ("nola qat{}", "NOLA QAT uniform", "^-"), ("lora-r1 ptq{}", "LoRA r=1 PTQ", "x--")]  # fmt: skip
+    series = [("nola ptq{} uniform", "NOLA PTQ uniform", "o-", "C0"),
+              ("nola ptq{} kmeans", "NOLA PTQ k-means", "s-", "C1"),
+              ("nola qat{}", "NOLA QAT uniform", "^-", "C2"),
+              ("lora-r1 ptq{}", "LoRA r=1 PTQ uniform", "x--", "C3")]  # fmt: skip
     for ax, s in zip(axes, shot_counts):
-        for pattern, label, style in series:
+        for pattern, label, style, color in series:
             pts = [(b, *mean_std([r["acc"] for r in table[(pattern.format(b), s)]]))
                    for b in BITS if (pattern.format(b), s) in table]  # fmt: skip
             if pts:
                 b, mu, sd = zip(*pts)
-                ax.errorbar(b, mu, yerr=sd, fmt=style, capsize=3, label=label)
+                ax.errorbar(b, mu, yerr=sd, fmt=style, color=color, capsize=3, label=label)
         for name, label, color in (("nola", "NOLA fp32", "C0"), ("lora-r1", "LoRA r=1 fp32", "C3"),
                                    ("probe", "linear probe", "k")):  # fmt: skip
             if (name, s) in table:
