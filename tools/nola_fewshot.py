@@ -343,22 +343,24 @@ def write_report(rows: list[dict], out: Path, args) -> None:
         )
 
     # Paired differences (same seed, same shots) answer the acceptance questions.
-    def paired(a: str, b: str, s: int) -> tuple[float, float]:
+    def paired(a: str, b: str, s: int) -> list[float]:
         by_seed = {r["seed"]: r["acc"] for r in table.get((b, s), [])}
-        diffs = [
+        return [
             r["acc"] - by_seed[r["seed"]] for r in table.get((a, s), []) if r["seed"] in by_seed
         ]
-        return mean_std(diffs) if diffs else (float("nan"), 0.0)
 
     checks = [("nola", "lora-r1", 1.0), ("nola ptq4 uniform", "nola", 0.5), ("nola ptq4 kmeans", "nola", 0.5),
-              ("nola qat3", "nola", 1.0), ("nola qat4", "nola", 0.5)]  # fmt: skip
-    diff_lines = ["| comparison | bar | " + " | ".join(f"{s}-shot diff (points)" for s in shot_counts) + " |",
+              ("nola qat3", "nola", 1.0), ("nola qat4", "nola", 0.5), ("nola ptq3 uniform", "nola", 1.0),
+              ("nola ptq3 kmeans", "nola", 1.0), ("nola qat2", "nola", 1.0)]  # fmt: skip
+    diff_lines = ["| comparison | bar | " + " | ".join(f"{s}-shot diff (seeds within bar)" for s in shot_counts) + " |",
                   "| --- | --- | " + " | ".join("---:" for _ in shot_counts) + " |"]  # fmt: skip
     for a, b, bar in checks:
         cells = []
         for s in shot_counts:
-            mu, sd = paired(a, b, s)
-            cells.append(f"{mu:+.2f} ± {sd:.2f}")
+            diffs = paired(a, b, s)
+            mu, sd = mean_std(diffs) if diffs else (float("nan"), 0.0)
+            within = sum(d >= -bar for d in diffs)
+            cells.append(f"{mu:+.2f} ± {sd:.2f} ({within}/{len(diffs)})")
         diff_lines.append(f"| {a} − {b} | ≥ −{bar} | " + " | ".join(cells) + " |")
     text = REPORT.format(
         seeds=len(seeds), table="\n".join(lines), diffs="\n".join(diff_lines),
@@ -420,11 +422,15 @@ prompted by a test-set observation; it was checked on the validation split
 k-means, one quantizer per coefficient tensor); "qatB" = trained with uniform
 B-bit straight-through quantization from a third of the steps on. Adapter
 bytes = the whole checkpoint file (container header, JSON meta, packed codes,
-codebooks) without the head. Mean ± standard deviation over seeds.
+codebooks) without the head, for seed 0, 5-shot (zstd makes it vary by a few
+bytes). Mean ± standard deviation over seeds: that spread (also the error bars of
+the plot) is mostly which training images a seed drew; the paired differences
+below compare methods on the same images and are the numbers to judge by.
 
 {table}
 
-Paired differences (same seed and training images), mean ± std over seeds:
+Paired differences (same seed and training images), mean ± std over seeds, and
+how many seeds on their own stay within the acceptance bar:
 
 {diffs}
 
