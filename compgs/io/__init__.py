@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from compgs.codec import files as cgs_files
 from compgs.errors import CorruptFileError, InputError, UnsupportedFormatError
 from compgs.io import ply, spz
 from compgs.io import splat as splat_format
@@ -44,6 +45,18 @@ register_format(Format("ply", (".ply",), ply.read_ply, ply.write_ply, ply.sniff)
 register_format(Format("spz", (".spz",), spz.read_spz, spz.write_spz, spz.sniff))
 register_format(
     Format("splat", (".splat",), splat_format.read_splat, splat_format.write_splat, None)
+)
+
+
+def _write_cgs(splats: Splats, path: str | os.PathLike, **options) -> None:
+    # Any Splats -> .cgs needs codebooks: post-training k-means (compgs compress).
+    from compgs.quantize import compress_file_default
+
+    compress_file_default(splats, path, **options)
+
+
+register_format(
+    Format("cgs", (".cgs",), cgs_files.read_cgs, _write_cgs, cgs_files.sniff, cgs_files.describe)
 )
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from compgs.atomic import atomic_open
+from compgs.codec.u8 import opacity_logit_to_u8, to_u8, u8_to_opacity_logit
 from compgs.errors import CorruptFileError
 from compgs.io.common import checked_finite, read_input_bytes
-from compgs.io.u8 import opacity_logit_to_u8, to_u8, u8_to_opacity_logit
 from compgs.splats import SH_C0, Splats
 
 RECORD = np.dtype(

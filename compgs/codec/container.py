@@ -1,0 +1,156 @@
+"""The `.cgs` container: header, section table, section payloads (docs/format.md).
+
+The container knows bytes only: named sections, an optional zstd stage per
+section (kept only when it makes the section smaller), a CRC32 per stored
+section and one over the header and table. Readers validate every offset,
+length and checksum before touching a payload, and inflate zstd sections in
+bounded chunks, so no allocation is ever sized from a number read from the
+file before real data backs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+
+from compgs.errors import CorruptFileError
+
+MAGIC = b"\x89CGS\r\n\x1a\n"
+VERSION = 1
+HEADER = struct.Struct("<8sIIQII")  # magic, version, flags, N, num_sections, header CRC
+ENTRY = struct.Struct("<16sB7xQQQI4x")  # name, encoding, offset, stored, raw length, CRC
+MAX_SECTIONS = 64
+RAW, ZSTD = 0, 1
+ENCODINGS = {RAW: "raw", ZSTD: "zstd"}
+INFLATE_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SectionInfo:
+    name: str
+    encoding: str  # "raw" or "zstd"
+    offset: int
+    stored: int  # bytes in the file
+    raw: int  # bytes after the entropy stage is undone
+    crc32: int
+
+
+@dataclasses.dataclass
+class Container:
+    version: int
+    num_gaussians: int
+    sections: dict[str, bytes]  # decoded payloads
+    table: dict[str, SectionInfo]
+    header_bytes: int  # header + section table
+
+
+def header_size(num_sections: int) -> int:
+    return HEADER.size + num_sections * ENTRY.size
+
+
+def pack_container(num_gaussians: int, sections: dict[str, bytes], zstd_level: int | None) -> bytes:
+    """Lay out sections in order; each is zstd-compressed when that makes it smaller."""
+    if len(sections) > MAX_SECTIONS:
+        raise ValueError(f"at most {MAX_SECTIONS} sections, got {len(sections)}")
+    stored = []
+    for name, raw in sections.items():
+        if len(name.encode("ascii")) > 16:
+            raise ValueError(f"section name {name!r} is longer than 16 bytes")
+        encoding, payload = RAW, raw
+        if zstd_level is not None and raw:
+            import zstandard
+
+            packed = zstandard.ZstdCompressor(level=zstd_level).compress(raw)
+            if len(packed) < len(raw):
+                encoding, payload = ZSTD, packed
+        stored.append((name, encoding, payload, len(raw)))
+    offset = header_size(len(stored))
+    table = b""
+    for name, encoding, payload, raw_len in stored:
+        crc = zlib.crc32(payload)
+        table += ENTRY.pack(name.encode("ascii"), encoding, offset, len(payload), raw_len, crc)
+        offset += len(payload)
+    head = HEADER.pack(MAGIC, VERSION, 0, num_gaussians, len(stored), 0)[:-4]
+    crc = zlib.crc32(head + table)
+    return head + struct.pack("<I", crc) + table + b"".join(p for _, _, p, _ in stored)
+
+
+def read_table(data: bytes, source: str = "<bytes>") -> tuple[int, int, dict[str, SectionInfo]]:
+    """(version, N, table) after checking the header, its CRC and every section's bounds."""
+    fail = _failer(source)
+    if len(data) < HEADER.size:
+        fail("header", f"file is {len(data)} bytes, shorter than the {HEADER.size}-byte header")
+    magic, version, _flags, n, count, crc = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        fail("header", "not a .cgs file (wrong magic)")
+    if version != VERSION:
+        fail("header", f"unsupported version {version} (this reader knows {VERSION})")
+    if count > MAX_SECTIONS:
+        fail("header", f"{count} sections declared (at most {MAX_SECTIONS})")
+    end = header_size(count)
+    if len(data) < end:
+        fail("section table", f"file ends inside the table of {count} sections")
+    if zlib.crc32(data[: HEADER.size - 4] + data[HEADER.size : end]) != crc:
+        fail("header", "CRC mismatch in header or section table")
+    table: dict[str, SectionInfo] = {}
+    expected_offset = end
+    for i in range(count):
+        raw_name, encoding, offset, stored, raw, scrc = ENTRY.unpack_from(
+            data, HEADER.size + i * ENTRY.size
+        )
+        try:
+            name = raw_name.rstrip(b"\0").decode("ascii")
+        except UnicodeDecodeError:
+            fail(f"section #{i}", "name is not ASCII")
+        if not name or name in table:
+            fail(f"section #{i}", f"empty or repeated name {name!r}")
+        if encoding not in ENCODINGS:
+            fail(name, f"unknown encoding {encoding}")
+        if offset != expected_offset or offset + stored > len(data):
+            fail(name, f"out of bounds (offset {offset}, {stored} bytes, file {len(data)} bytes)")
+        if encoding == RAW and raw != stored:
+            fail(name, f"raw section declares {raw} bytes but stores {stored}")
+        table[name] = SectionInfo(name, ENCODINGS[encoding], offset, stored, raw, scrc)
+        expected_offset = offset + stored
+    return version, n, table
+
+
+def read_section(data: bytes, info: SectionInfo, source: str = "<bytes>") -> bytes:
+    """The decoded payload of one section, CRC-checked, inflated in bounded chunks."""
+    fail = _failer(source)
+    payload = data[info.offset : info.offset + info.stored]
+    if zlib.crc32(payload) != info.crc32:
+        fail(info.name, "CRC mismatch")
+    if info.encoding == "raw":
+        return bytes(payload)
+    import io
+
+    import zstandard
+
+    out = bytearray()
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload)) as reader:
+            while len(out) <= info.raw:
+                chunk = reader.read(min(INFLATE_CHUNK, info.raw + 1 - len(out)))
+                if not chunk:
+                    break
+                out += chunk
+    except zstandard.ZstdError as e:
+        fail(info.name, f"corrupt zstd stream: {e}")
+    if len(out) != info.raw:
+        fail(info.name, f"inflates to {len(out)}+ bytes, table says {info.raw}")
+    return bytes(out)
+
+
+def unpack_container(data: bytes, source: str = "<bytes>") -> Container:
+    version, n, table = read_table(data, source)
+    sections = {name: read_section(data, info, source) for name, info in table.items()}
+    return Container(version, n, sections, table, header_size(len(table)))
+
+
+def _failer(source: str):
+    def fail(section: str, message: str):
+        raise CorruptFileError(f"{source}: section '{section}': {message}")
+
+    return fail
