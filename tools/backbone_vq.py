@@ -11,7 +11,7 @@ upsampled to --size px). Then, for 4, 2 and 1 index bits per weight, scalar
 
 Every accuracy is measured on the model loaded back from its exported file,
 and every size is that file's size. Separately, on crops of the real Mary Rose
-photos (../shared/data/maryrose/images_8), the top-1 agreement of ImageNet
+photos (../shared/data/maryrose/images_8, or $COMPGS_SHARED_DATA), the top-1 agreement of ImageNet
 predictions between the float and compressed ImageNet backbones (label-free
 fidelity), post-training and after distillation on other photos' crops.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,8 @@ from compgs.backbones import (  # noqa: E402
 from compgs.backbones.images import image_files, load_crops, normalize, resize  # noqa: E402
 
 log = logging.getLogger("backbone_vq")
-MARYROSE = ROOT.parent / "shared" / "data" / "maryrose" / "images_8"
+SHARED = Path(os.environ.get("COMPGS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MARYROSE = SHARED / "maryrose" / "images_8"
 # (name, index bits per weight, d): vector codebooks have K = 2^(bits x d) codes.
 SWEEP = [
     ("scalar", 4, 1), ("vector", 4, 2),
@@ -103,6 +105,9 @@ def float_model(args, train, test):
         start = time.time()
         finetune(model, *train, cfg, transform=shift, progress=_progress("float"))
         log.info("float fine-tuning: %.0f s", time.time() - start)
+        # EfficientNet's batch norm keeps 99 % of its running statistics per step:
+        # after a few hundred steps they still describe ImageNet. Re-estimate them.
+        recalibrate_batchnorm(model, train[0][: args.calib])
         save_checkpoint(model, path, arch)
     return model.eval(), arch
 
@@ -126,6 +131,7 @@ def run_config(args, kind, bits, dim, float_path, teacher, train, test):
     )  # fmt: skip
     start = time.time()
     finetune(model, *train, cfg, teacher=teacher, transform=shift, progress=_progress(name))
+    recalibrate_batchnorm(model, train[0][: args.calib])  # as for the float model
     qat_s = time.time() - start
     qat = export_model(model, args.out / f"{name}-qat.cgm", arch=arch)
     acc_qat = accuracy(load_model(args.out / f"{name}-qat.cgm"), *test)
@@ -309,12 +315,13 @@ def main():
     p.add_argument("--calib", type=int, default=512, help="images for BN recalibration")
     p.add_argument("--kmeans-iters", type=int, default=10)
     p.add_argument("--min-size", type=int, default=4096)
-    p.add_argument("--agree-size", type=int, default=192)
+    p.add_argument("--agree-size", type=int, default=160)
     p.add_argument("--holdout-every", type=int, default=5)
     p.add_argument("--eval-crops", type=int, default=12)
     p.add_argument("--distill-crops", type=int, default=4)
     p.add_argument("--distill-epochs", type=int, default=2)
     p.add_argument("--skip-agreement", action="store_true")
+    p.add_argument("--agreement-only", action="store_true", help="only the Mary Rose measure")
     p.add_argument("--only", nargs="*", default=None, help="configs to run, e.g. scalar-2b")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -323,6 +330,9 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.agreement_only:
+        (args.out / "agreement.json").write_text(json.dumps(agreement(args), indent=1))
+        return
     train, test = mnist(args.size, args.train, args.test, args.seed)
     teacher, _ = float_model(args, train, test)
     float_acc = accuracy(teacher, *test)

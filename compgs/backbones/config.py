@@ -35,6 +35,12 @@ class VQConfig:
         share: "layer" (one codebook per layer), "all" (one for every selected
             layer), or a regex: layers whose names give the same match (its first
             group when it has one) share a codebook, others keep their own.
+        channel_scale: divide every output channel by its RMS before clustering
+            and multiply it back after the lookup (one half-precision scale per
+            output channel is stored). Codebooks then fit the shape of the
+            weights, not the scale of each channel: this matters for networks
+            whose channels differ wildly in scale (depthwise convolutions of
+            MobileNet / EfficientNet), like per-channel scalar quantization.
         iters: Lloyd iterations of the post-training k-means.
         seed: k-means seed.
     """
@@ -47,6 +53,7 @@ class VQConfig:
     min_size: int = 4096
     quantize_head: bool = False
     share: str = "layer"
+    channel_scale: bool = False
     iters: int = 20
     seed: int = 0
 

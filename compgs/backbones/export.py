@@ -10,6 +10,8 @@ optional zstd per section; we use the suffix ``.cgm``), four sections:
 * ``codebooks``: every group's centroids [K, d], little-endian f16 or f32;
 * ``indices``: every layer's code indices, bit-packed (`compgs.codec.bitpack`,
   ceil(log2 K) bits each), each layer starting on a byte boundary;
+* ``scales``: the per-output-channel scales (f16) of layers quantized with
+  ``channel_scale`` (empty otherwise);
 * ``tensors``: every other entry of the state dict (biases, batch norm, layers
   left float), floating ones as f16 or f32, integer ones as they are.
 
@@ -41,7 +43,7 @@ from compgs.errors import CorruptFileError, InputError
 from compgs.vq import Codebook
 
 FORMAT, VERSION = "cgs-model", 1
-SECTIONS = ("meta", "codebooks", "indices", "tensors")
+SECTIONS = ("meta", "codebooks", "indices", "scales", "tensors")
 MAX_META = 1 << 24
 DTYPES: dict[str, tuple[torch.dtype, str]] = {
     "f16": (torch.float16, "<f2"), "f32": (torch.float32, "<f4"), "f64": (torch.float64, "<f8"),
@@ -93,20 +95,22 @@ def export_model(
         })  # fmt: skip
         group_bytes[group.name] = (len(raw), sum(layers[n].count for n in group.layers))
         codebooks += raw
-    indices, layer_meta, sizes = bytearray(), [], []
+    indices, scales, layer_meta, sizes = bytearray(), bytearray(), [], []
     for name, vq in layers.items():
         bits = bits_for(vq.book.num_codes)
         packed = pack_bits(vq.indices.cpu().numpy(), bits)
+        scale = b"" if vq.scale is None else _to_bytes(vq.scale, "f16")
         shape = list(modules[name].parametrizations.weight.original.shape)
         layer_meta.append({
             "name": name, "shape": shape, "group": vq.group, "vector_offset": vq.offset,
             "vectors": vq.count, "offset": len(indices), "bytes": len(packed),
+            "scale_offset": len(scales), "scale_bytes": len(scale),
         })  # fmt: skip
         cb_total, group_vectors = group_bytes[vq.group]
-        sizes.append(
-            LayerSize.of(name, shape, vq, len(packed), cb_total * vq.count / group_vectors)
-        )
+        cb_share = cb_total * vq.count / group_vectors
+        sizes.append(LayerSize.of(name, shape, vq, len(packed), cb_share, len(scale)))
         indices += packed
+        scales += scale
     tensors, tensor_meta = bytearray(), []
     leftovers = _leftover_state(model)
     for name, t in leftovers.items():
@@ -130,7 +134,8 @@ def export_model(
     }  # fmt: skip
     sections = {
         "meta": json.dumps(meta, separators=(",", ":")).encode(),
-        "codebooks": bytes(codebooks), "indices": bytes(indices), "tensors": bytes(tensors),
+        "codebooks": bytes(codebooks), "indices": bytes(indices), "scales": bytes(scales),
+        "tensors": bytes(tensors),
     }  # fmt: skip
     params = sum(vq.count * vq.book.dim for vq in layers.values()) + sum(
         t.numel() for t in leftovers.values()
@@ -216,8 +221,17 @@ def load_model(source: bytes | str | os.PathLike, model: nn.Module | None = None
         book.assignments = torch.cat(assignments[name]) if assignments[name] else book.assignments
     for layer in meta["layers"]:
         book = books[layer["group"]]
-        vq = VQWeight(book, layer["group"], layer["vector_offset"], layer["vectors"])
         module = modules[layer["name"]]
+        scale = None
+        if layer["scale_bytes"]:
+            at = layer["scale_offset"]
+            raw = sections["scales"][at : at + layer["scale_bytes"]]
+            scale = _from_bytes(raw, "f16", [layer["shape"][0]]).to(module.weight.dtype)
+            if not bool(torch.isfinite(scale).all()):
+                raise CorruptFileError(
+                    f"{source_name}: section 'scales': layer {layer['name']!r} is not finite"
+                )
+        vq = VQWeight(book, layer["group"], layer["vector_offset"], layer["vectors"], scale)
         with torch.no_grad():
             module.weight.copy_(vq.codebook_weight(module.weight.shape, module.weight.dtype))
         parametrize.register_parametrization(module, "weight", vq)
@@ -271,12 +285,12 @@ def _expected_sizes(meta: dict[str, Any]) -> dict[str, int]:
         raise ValueError("storage dtypes must be f16 or f32")
     cb_item = np.dtype(DTYPES[meta["codebook_dtype"]][1]).itemsize
     groups = {}
-    total = {"codebooks": 0, "indices": 0, "tensors": 0}
+    total = {"codebooks": 0, "indices": 0, "scales": 0, "tensors": 0}
     for g in meta["groups"]:
         k, d = int(g["k"]), int(g["dim"])
         if k < 1 or d < 1 or g["bits"] != bits_for(k) or g["name"] in groups:
             raise ValueError(f"bad group {g['name']!r}")
-        _advance(total, "codebooks", g, k * d * cb_item)
+        _advance(total, "codebooks", g["offset"], g["bytes"], k * d * cb_item)
         groups[g["name"]] = (k, d, 0)
     for layer in meta["layers"]:
         k, d, used = groups[layer["group"]]
@@ -284,12 +298,13 @@ def _expected_sizes(meta: dict[str, Any]) -> dict[str, int]:
         if count * d != int(np.prod(shape)) or layer["vector_offset"] != used:
             raise ValueError(f"layer {layer['name']!r} does not fit its group")
         groups[layer["group"]] = (k, d, used + count)
-        _advance(total, "indices", layer, packed_size(count, bits_for(k)))
+        _advance(total, "indices", layer["offset"], layer["bytes"], packed_size(count, bits_for(k)))
+        scale_size = 2 * shape[0] if layer["scale_bytes"] else 0
+        _advance(total, "scales", layer["scale_offset"], layer["scale_bytes"], scale_size)
     for t in meta["tensors"]:
         shape = _shape(t["shape"])
-        _advance(
-            total, "tensors", t, int(np.prod(shape)) * np.dtype(DTYPES[t["dtype"]][1]).itemsize
-        )
+        size = int(np.prod(shape)) * np.dtype(DTYPES[t["dtype"]][1]).itemsize
+        _advance(total, "tensors", t["offset"], t["bytes"], size)
     return total
 
 
@@ -300,11 +315,10 @@ def _shape(values: list[Any]) -> list[int]:
     return shape
 
 
-def _advance(total: dict[str, int], section: str, entry: dict[str, Any], size: int) -> None:
-    if entry["offset"] != total[section] or entry["bytes"] != size:
-        raise ValueError(
-            f"entry {entry.get('name')!r} of {section} is not where or as big as it must be"
-        )
+def _advance(total: dict[str, int], section: str, offset: int, stored: int, size: int) -> None:
+    """Entries of a section lie back to back in metadata order, each as big as it must be."""
+    if offset != total[section] or stored != size:
+        raise ValueError(f"an entry of {section} is not where or as big as it must be")
     total[section] += size
 
 

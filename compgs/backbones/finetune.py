@@ -44,6 +44,10 @@ class FinetuneConfig:
     temperature: softmax temperature of the distillation loss.
     freeze_bn: keep batch-norm statistics fixed (eval mode), e.g. when the
         images are few or unlike the model's training data.
+    eval_mode: run the whole model in eval mode while training it (batch norm
+        frozen, no dropout, no stochastic depth): the student is then the same
+        deterministic function as at inference, which suits distilling a
+        backbone from its float original on a few unlabeled images.
     seed: shuffling seed.
     """
 
@@ -57,6 +61,7 @@ class FinetuneConfig:
     distill: float = 0.0
     temperature: float = 1.0
     freeze_bn: bool = False
+    eval_mode: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,7 +125,7 @@ def finetune(
             x = images[idx]
             if transform is not None:
                 x = transform(x, gen)
-            _train_mode(model, config.freeze_bn)
+            _train_mode(model, config)
             logits = model(x)
             loss = _loss(logits, None if labels is None else labels[idx], x, teacher, config)
             opt.zero_grad(set_to_none=True)
@@ -137,9 +142,9 @@ def finetune(
     return losses
 
 
-def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
-    model.train()
-    if freeze_bn:
+def _train_mode(model: nn.Module, config: FinetuneConfig) -> None:
+    model.train(not config.eval_mode)
+    if config.freeze_bn:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()

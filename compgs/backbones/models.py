@@ -113,8 +113,9 @@ def load_checkpoint(
     """(model, arch spec) from a weights-only checkpoint.
 
     ``arch`` (and ``kwargs``) name the architecture when the file does not
-    record one; with neither, an InputError says what to pass. A missing
-    ``num_classes`` is read off the last 2-D ``*.weight`` (the classifier).
+    record one; with neither, an InputError says what to pass. For built-in
+    architectures a missing ``num_classes`` is read off the last 2-D
+    ``*.weight`` (the classifier).
     """
     path = Path(path)
     if not path.is_file():
@@ -138,7 +139,7 @@ def load_checkpoint(
         )
     options = dict(recorded.get("kwargs", {})) if name == recorded.get("name") else {}
     options.update(kwargs)
-    if "num_classes" not in options:
+    if "num_classes" not in options and name not in ARCHITECTURES:
         heads = [v for k, v in obj.items() if k.endswith("weight") and v.dim() == 2]
         if heads:
             options["num_classes"] = int(heads[-1].shape[0])

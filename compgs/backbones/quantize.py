@@ -41,14 +41,24 @@ class VQWeight(nn.Module):
         group: the group's name.
         offset: index of this layer's first vector in the group's assignments.
         count: this layer's number of vectors (numel / d).
+        scale: optional per-output-channel scale [out]: weight = scale x lookup.
     """
 
-    def __init__(self, book: Codebook, group: str, offset: int, count: int) -> None:
+    scale: torch.Tensor | None
+
+    def __init__(
+        self, book: Codebook, group: str, offset: int, count: int, scale: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.book = book
         self.group = group
         self.offset = offset
         self.count = count
+        self.register_buffer("scale", scale)
+
+    def normalize(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weight in codebook units (divided by the channel scales when there are some)."""
+        return weight if self.scale is None else weight / _per_channel(self.scale, weight)
 
     @property
     def indices(self) -> torch.Tensor:
@@ -56,8 +66,9 @@ class VQWeight(nn.Module):
         return self.book.assignments[self.offset : self.offset + self.count]
 
     def codebook_weight(self, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-        """centroids[indices] in the weight's layout (no gradient)."""
-        return vectors_to_weight(self.book.centroids[self.indices].to(dtype), shape)
+        """centroids[indices] in the weight's layout, times the channel scales (no gradient)."""
+        q = vectors_to_weight(self.book.centroids[self.indices].to(dtype), shape)
+        return q if self.scale is None else q * _per_channel(self.scale.to(dtype), q)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         q = self.codebook_weight(weight.shape, weight.dtype)
@@ -65,6 +76,18 @@ class VQWeight(nn.Module):
 
     def extra_repr(self) -> str:
         return f"group={self.group!r}, vectors={self.count}, K={self.book.num_codes}, d={self.book.dim}"
+
+
+def _per_channel(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return scale.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def channel_scales(weight: torch.Tensor) -> torch.Tensor:
+    """RMS of every output channel [out], half-precision representable (the file stores f16);
+    1 for an all-zero channel."""
+    rms = weight.detach().reshape(weight.shape[0], -1).float().pow(2).mean(1).sqrt()
+    rms = torch.where(rms > 0, rms, torch.ones_like(rms))
+    return rms.half().float().clamp_min(float(torch.finfo(torch.float16).tiny))
 
 
 @dataclasses.dataclass
@@ -94,7 +117,13 @@ def quantize_model(model: nn.Module, config: VQConfig) -> nn.Module:
     k, d = config.codes, config.dim
     for group, layer_names in members.items():
         weights = [modules[n].weight for n in layer_names]
-        vectors = torch.cat([weight_to_vectors(w.detach(), d) for w in weights])
+        scales = [channel_scales(w) if config.channel_scale else None for w in weights]
+        vectors = torch.cat(
+            [
+                weight_to_vectors(w.detach() if s is None else w.detach() / _per_channel(s, w), d)
+                for w, s in zip(weights, scales)
+            ]
+        )
         if vectors.shape[0] < k:
             what = f"layer {layer_names[0]!r}" if len(layer_names) == 1 else f"group {group!r}"
             raise InputError(
@@ -108,10 +137,11 @@ def quantize_model(model: nn.Module, config: VQConfig) -> nn.Module:
         )  # fmt: skip
         book.fit(vectors)
         offset = 0
-        for name, w in zip(layer_names, weights):
+        for name, w, scale in zip(layer_names, weights, scales):
             count = w.numel() // d
+            scale = None if scale is None else scale.to(w.dtype)
             parametrize.register_parametrization(
-                modules[name], "weight", VQWeight(book, group, offset, count)
+                modules[name], "weight", VQWeight(book, group, offset, count, scale)
             )
             offset += count
         log.debug(
@@ -147,10 +177,10 @@ def shadow_vectors(model: nn.Module, group: CodebookGroup) -> torch.Tensor:
     """The float shadow weights of a group's layers as its [N, d] vectors (detached)."""
     modules = dict(model.named_modules())
     d = group.book.dim
-    parts = [
-        weight_to_vectors(modules[n].parametrizations.weight.original.detach(), d)
-        for n in group.layers
-    ]
+    parts = []
+    for n in group.layers:
+        weight = modules[n].parametrizations.weight
+        parts.append(weight_to_vectors(weight[0].normalize(weight.original.detach()), d))
     return torch.cat(parts).to(group.book.centroids.dtype)
 
 

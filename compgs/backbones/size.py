@@ -27,16 +27,17 @@ class LayerSize:
     dim: int
     index_bytes: int
     codebook_bytes: float  # share of the group's codebook, by number of vectors
+    scale_bytes: int = 0  # per-channel scales (channel_scale)
 
     @classmethod
-    def of(cls, name: str, shape, vq: VQWeight, index_bytes: int, codebook_bytes: float):
+    def of(cls, name, shape, vq: VQWeight, index_bytes: int, codebook_bytes: float, scale_bytes=0):
         params = vq.count * vq.book.dim
         return cls(name, tuple(shape), params, vq.group, vq.book.num_codes, vq.book.dim,
-                   index_bytes, codebook_bytes)  # fmt: skip
+                   index_bytes, codebook_bytes, scale_bytes)  # fmt: skip
 
     @property
     def bits_per_weight(self) -> float:
-        return 8 * (self.index_bytes + self.codebook_bytes) / self.params
+        return 8 * (self.index_bytes + self.codebook_bytes + self.scale_bytes) / self.params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,8 @@ class SizeReport:
         layers: the quantized layers.
         params: every stored value (weights, biases, batch-norm statistics, ...).
         float32_bytes: the same state in float32 (integers at their own size).
-        sections: stored bytes of every container section (meta, codebooks, indices, tensors).
+        sections: stored bytes of every container section (meta, codebooks, indices,
+            scales, tensors).
         header_bytes: the container header and section table.
         total_bytes: the file size: header_bytes + sum(sections).
     """
@@ -75,8 +77,8 @@ class SizeReport:
 
     @property
     def quantized_bits_per_weight(self) -> float:
-        """(indices + codebooks) bits per weight of the quantized layers."""
-        stored = self.sections.get("indices", 0) + self.sections.get("codebooks", 0)
+        """(indices + codebooks + scales) bits per weight of the quantized layers."""
+        stored = sum(self.sections.get(k, 0) for k in ("indices", "codebooks", "scales"))
         return 8 * stored / max(self.quantized_params, 1)
 
     def categories(self) -> dict[str, int]:
@@ -84,6 +86,7 @@ class SizeReport:
         return {
             "indices": self.sections.get("indices", 0),
             "codebooks": self.sections.get("codebooks", 0),
+            "channel scales": self.sections.get("scales", 0),
             "float leftovers": self.sections.get("tensors", 0),
             "metadata": self.sections.get("meta", 0) + self.header_bytes,
         }

@@ -12,7 +12,7 @@ class SamePadConv(nn.Conv2d):
 
 
 class TinyNet(nn.Module):
-    def __init__(self, classes: int = 5):
+    def __init__(self, num_classes: int = 5):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3, padding=1, bias=False)  # 108 weights
         self.bn0 = nn.BatchNorm2d(4)
@@ -21,7 +21,7 @@ class TinyNet(nn.Module):
         self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)  # 144 weights
         self.pw = nn.Conv2d(16, 32, 1)  # 512 weights
         self.fc1 = nn.Linear(32, 64)  # 2048 weights
-        self.head = nn.Linear(64, classes)  # 320 weights
+        self.head = nn.Linear(64, num_classes)  # 320 weights
 
     def forward(self, x):
         x = torch.relu(self.bn0(self.stem(x)))

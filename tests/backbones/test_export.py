@@ -24,9 +24,9 @@ def quantized(net, **kw):
 
 
 @pytest.mark.parametrize("dtypes", [("f32", "f32"), ("f16", "f16")])
-@pytest.mark.parametrize("share", ["layer", "all"])
-def test_round_trip_bit_exact(tiny_net, tmp_path, dtypes, share):
-    quantized(tiny_net, share=share, num_codes=6)  # K not a power of two: 3-bit indices
+@pytest.mark.parametrize("share,scale", [("layer", False), ("all", False), ("layer", True)])
+def test_round_trip_bit_exact(tiny_net, tmp_path, dtypes, share, scale):
+    quantized(tiny_net, share=share, num_codes=6, channel_scale=scale)  # 3-bit indices
     path = tmp_path / "net.cgm"
     result = export_model(tiny_net, path, codebook_dtype=dtypes[0], float_dtype=dtypes[1])
     x = torch.randn(4, 3, 8, 8)
@@ -41,6 +41,10 @@ def test_round_trip_bit_exact(tiny_net, tmp_path, dtypes, share):
         assert torch.equal(original[name].indices, restored[name].indices)
         assert torch.equal(original[name].book.centroids, restored[name].book.centroids)
         assert restored[name].book.frozen
+        if scale:
+            assert torch.equal(original[name].scale, restored[name].scale)
+        else:
+            assert restored[name].scale is None
     # Exporting the loaded model again gives the same bytes.
     again = export_model(loaded, codebook_dtype=dtypes[0], float_dtype=dtypes[1])
     assert again.data == result.data == path.read_bytes()
@@ -84,6 +88,12 @@ def test_reported_size_equals_file_size(tiny_net, tmp_path):
     )
     assert report.float32_bytes == float32
     assert report.ratio == pytest.approx(float32 / path.stat().st_size)
+    # Channel scales: 2 bytes per output channel, counted per layer and in the total.
+    net = quantize_model(TinyNet(), VQConfig(num_codes=16, min_size=500, channel_scale=True))
+    report = export_model(net, path, zstd_level=None).report
+    assert [layer.scale_bytes for layer in report.layers] == [32, 64, 128]
+    assert report.categories()["channel scales"] == 224
+    assert report.total_bytes == path.stat().st_size
     # With zstd the totals are still the file's bytes.
     report = export_model(tiny_net, path, zstd_level=19).report
     assert report.total_bytes == path.stat().st_size
@@ -94,9 +104,9 @@ def test_load_rebuilds_recorded_architecture():
     from compgs.backbones import build_model, register_architecture
 
     register_architecture("tests-tiny", TinyNet)
-    net = build_model("tests-tiny", classes=7).eval()
+    net = build_model("tests-tiny", num_classes=7).eval()
     quantize_model(net, VQConfig(bits=4, min_size=500))
-    data = export_model(net, arch={"name": "tests-tiny", "kwargs": {"classes": 7}}).data
+    data = export_model(net, arch={"name": "tests-tiny", "kwargs": {"num_classes": 7}}).data
     assert read_meta(data)["arch"]["name"] == "tests-tiny"
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
@@ -114,7 +124,7 @@ def test_model_that_does_not_match(tiny_net):
     quantized(tiny_net)
     data = export_model(tiny_net).data
     with pytest.raises(InputError, match="does not match the model"):
-        load_model(data, TinyNet(classes=3))  # head of another shape
+        load_model(data, TinyNet(num_classes=3))  # head of another shape
     other = TinyNet()
     other.pw = torch.nn.Conv2d(16, 24, 1)
     with pytest.raises(InputError, match="does not match the model: pw is"):
@@ -136,10 +146,12 @@ def repack(data: bytes, **changes) -> bytes:
 
 
 def test_corrupt_files(tiny_net):
-    quantized(tiny_net, num_codes=6)
+    quantized(tiny_net, num_codes=6, channel_scale=True)
     data = export_model(tiny_net, zstd_level=None).data
     _, _, table = container.read_table(data)
     for name, info in table.items():  # a flipped byte in every section
+        if not info.stored:
+            continue
         bad = bytearray(data)
         bad[info.offset + info.stored // 2] ^= 0x40
         with pytest.raises(CorruptFileError, match=name):
@@ -165,3 +177,5 @@ def test_corrupt_files(tiny_net):
     nan[0:2] = b"\x00\x7e"  # f16 NaN
     with pytest.raises(CorruptFileError, match="not finite"):
         load_model(repack(data, codebooks=bytes(nan)), TinyNet())
+    with pytest.raises(CorruptFileError, match="scales"):
+        load_model(repack(data, scales=b"\x00\x7e" * (len(sections["scales"]) // 2)), TinyNet())

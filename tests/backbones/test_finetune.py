@@ -121,6 +121,20 @@ def test_freeze_bn_keeps_statistics(task):
     assert not torch.equal(net[1].running_mean, before)
 
 
+def test_eval_mode_training_is_deterministic(task):
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.9))
+    net.append(nn.Linear(8, 4))
+    _, x, y = task
+    first = torch.randperm(512, generator=torch.Generator().manual_seed(3))[:64]
+    expected = float(nn.functional.cross_entropy(predict(net, x[first]), y[first]))
+    stats = net[1].running_mean.clone()
+    losses = finetune(net.train(), x, y, FinetuneConfig(epochs=1, eval_mode=True, seed=3))
+    # No dropout and frozen statistics: the first loss is the eval-mode loss of the first batch.
+    assert losses[0] == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(net[1].running_mean, stats)
+
+
 def test_bad_finetune_input(task):
     net, x, y = task
     with pytest.raises(InputError, match="needs a teacher"):

@@ -18,12 +18,17 @@ from compgs.vq import QATAction, assign, update_centroids
 
 
 def reference_weight(vq, shape):
-    """centroids[index] laid out by hand: (out, *kernel, in) order, input channel fastest."""
+    """centroids[index] laid out by hand: (out, *kernel, in) order, input channel fastest,
+    times the per-output-channel scale when there is one."""
     values = vq.book.centroids[vq.indices].reshape(-1)
     if len(shape) == 4:
         out, cin, kh, kw = shape
-        return values.reshape(out, kh, kw, cin).permute(0, 3, 1, 2)
-    return values.reshape(shape)
+        w = values.reshape(out, kh, kw, cin).permute(0, 3, 1, 2)
+    else:
+        w = values.reshape(shape)
+    if vq.scale is not None:
+        w = w * vq.scale.reshape(-1, *([1] * (len(shape) - 1)))
+    return w
 
 
 @pytest.mark.parametrize("dim,codes", [(1, 8), (4, 16)])
@@ -43,6 +48,37 @@ def test_effective_weight_is_codebook_lookup(tiny_net, dim, codes):
             values = torch.unique(modules[name].weight)
             assert values.numel() <= codes
             assert torch.isin(values, vq.book.centroids[:, 0]).all()
+
+
+def test_channel_scales(tiny_net):
+    with torch.no_grad():
+        tiny_net.pw.weight[3] *= 50  # one loud channel
+    w = {n: getattr(tiny_net, n).weight.detach().clone() for n in ("conv", "dw", "pw")}
+    quantize_model(tiny_net, VQConfig(num_codes=8, dim=1, min_size=0, channel_scale=True))
+    layers = quantized_layers(tiny_net)
+    for name, weight in w.items():
+        vq = layers[name]
+        rms = weight.reshape(weight.shape[0], -1).pow(2).mean(1).sqrt()
+        assert torch.equal(vq.scale, rms.half().float())
+        effective = getattr(tiny_net, name).weight
+        assert torch.equal(effective, reference_weight(vq, weight.shape))
+    # The loud channel no longer takes the codebook for itself: every channel of pw keeps
+    # a small relative error, which one shared codebook without scales cannot give.
+    err = (tiny_net.pw.weight.detach() - w["pw"]).reshape(32, -1).norm(dim=1) / w["pw"].reshape(
+        32, -1
+    ).norm(dim=1)
+    assert float(err.max()) < 0.5
+    x = torch.randn(2, 16, 4, 4, requires_grad=True)
+    tiny_net.pw(x).sum().backward()
+    grad = tiny_net.pw.parametrizations.weight.original.grad
+    assert torch.allclose(grad[0, :, 0, 0], x.sum(dim=(0, 2, 3)), atol=1e-5)  # identity STE
+    # QAT updates work in codebook units: centroids = means of the normalized shadows.
+    vq = layers["pw"]
+    qat_step(tiny_net, QATAction.UPDATE)
+    shadow = tiny_net.pw.parametrizations.weight.original.detach()
+    x = weight_to_vectors(shadow / vq.scale.view(-1, 1, 1, 1), 1)
+    expected = update_centroids(x, vq.indices, 8, previous=vq.book.centroids)
+    assert torch.allclose(vq.book.centroids, expected, atol=1e-6)
 
 
 def test_layout_round_trip_and_input_dimension():
