@@ -58,13 +58,25 @@ from compgs.backbones.images import image_files, load_crops, normalize, resize  
 log = logging.getLogger("backbone_vq")
 SHARED = Path(os.environ.get("COMPGS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MARYROSE = SHARED / "maryrose" / "images_8"
-# (name, index bits per weight, d): vector codebooks have K = 2^(bits x d) codes.
+# (kind, index bits per weight, d, per-channel scales): vector codebooks have K = 2^(bits x d)
+# codes. The "+cs" variants (channel_scale) run only when asked for with --only.
 SWEEP = [
-    ("scalar", 4, 1), ("vector", 4, 2),
-    ("scalar", 2, 1), ("vector", 2, 4),
-    ("scalar", 1, 1), ("vector", 1, 4),
+    ("scalar", 4, 1, False), ("vector", 4, 2, False),
+    ("scalar", 2, 1, False), ("vector", 2, 4, False),
+    ("scalar", 1, 1, False), ("vector", 1, 4, False),
+    ("scalar", 2, 1, True), ("vector", 2, 4, True), ("vector", 1, 4, True),
 ]  # fmt: skip
-AGREEMENT = [("scalar", 4, 1), ("scalar", 2, 1), ("vector", 2, 4)]
+DEFAULT_SWEEP = [c for c in SWEEP if not c[3]]
+# ImageNet fidelity: (kind, bits, d, per-channel scales, also distill?)
+AGREEMENT = [
+    ("scalar", 8, 1, False, False), ("scalar", 4, 1, False, False),
+    ("scalar", 4, 1, True, True), ("vector", 4, 2, True, False),
+    ("scalar", 2, 1, True, False), ("vector", 2, 4, True, True),
+]  # fmt: skip
+
+
+def config_name(kind: str, bits: int, scaled: bool) -> str:
+    return f"{kind}-{bits}b" + ("+cs" if scaled else "")
 
 
 def mnist(size: int, train: int, test: int, seed: int):
@@ -112,10 +124,12 @@ def float_model(args, train, test):
     return model.eval(), arch
 
 
-def run_config(args, kind, bits, dim, float_path, teacher, train, test):
+def run_config(args, kind, bits, dim, scaled, float_path, teacher, train, test):
     """PTQ, PTQ + BN recalibration and QAT of one codebook configuration."""
-    name = f"{kind}-{bits}b"
-    config = VQConfig(bits=bits, dim=dim, iters=args.kmeans_iters, min_size=args.min_size)
+    name = config_name(kind, bits, scaled)
+    config = VQConfig(
+        bits=bits, dim=dim, iters=args.kmeans_iters, min_size=args.min_size, channel_scale=scaled
+    )
     model, arch = load_checkpoint(float_path)
     start = time.time()
     quantize_model(model, config)
@@ -138,6 +152,7 @@ def run_config(args, kind, bits, dim, float_path, teacher, train, test):
     r = qat.report
     return {
         "config": name, "kind": kind, "bits": bits, "dim": dim, "k": config.codes,
+        "channel_scale": scaled,
         "acc_ptq": acc_ptq, "acc_ptq_bn": acc_bn, "acc_qat": acc_qat,
         "bytes_ptq": ptq.report.total_bytes, "bytes": r.total_bytes,
         "file_size": (args.out / f"{name}-qat.cgm").stat().st_size,
@@ -158,19 +173,28 @@ def agreement(args):
     float_net = pretrained_model("efficientnet-lite0", image_size=args.agree_size).eval()
     ref = predict(float_net, evals, batch_size=32)
     rows = []
-    for kind, bits, dim in AGREEMENT:
-        config = VQConfig(bits=bits, dim=dim, iters=args.kmeans_iters, min_size=args.min_size)
+    for kind, bits, dim, scaled, distilled in AGREEMENT:
+        config = VQConfig(
+            bits=bits, dim=dim, iters=args.kmeans_iters, min_size=args.min_size,
+            channel_scale=scaled,
+        )  # fmt: skip
         model = pretrained_model("efficientnet-lite0", image_size=args.agree_size)
         quantize_model(model, config)
-        row = {"config": f"{kind}-{bits}b", "images": len(held), "crops": evals.shape[0]}
+        name = config_name(kind, bits, scaled)
+        row = {"config": name, "k": config.codes, "dim": dim,
+               "images": len(held), "crops": evals.shape[0]}  # fmt: skip
         row["ptq"] = _agree(ref, predict(model, evals, batch_size=32))
-        cfg = FinetuneConfig(
-            epochs=args.distill_epochs, batch_size=16, lr=args.qat_lr / 3, distill=1.0,
-            assign_every=args.assign_every, freeze_bn=True, seed=args.seed,
-        )  # fmt: skip
-        finetune(model, distill, None, cfg, teacher=float_net, progress=_progress(row["config"]))
-        row["distilled"] = _agree(ref, predict(model, evals, batch_size=32))
         row["bytes"] = export_model(model).report.total_bytes
+        if distilled:
+            # Eval mode: batch norm keeps its ImageNet statistics (crops of one object
+            # would bend them), no dropout or stochastic depth in the student.
+            cfg = FinetuneConfig(
+                epochs=args.distill_epochs, batch_size=16, lr=args.distill_lr, distill=1.0,
+                assign_every=args.assign_every, eval_mode=True, seed=args.seed,
+            )  # fmt: skip
+            finetune(model, distill, None, cfg, teacher=float_net, progress=_progress(name))
+            row["distilled"] = _agree(ref, predict(model, evals, batch_size=32))
+            row["distill_crops"] = distill.shape[0]
         log.info("agreement %s", row)
         rows.append(row)
     top = torch.bincount(ref.argmax(1), minlength=1000)
@@ -215,8 +239,8 @@ def _progress(name):
 
 
 def write_outputs(args, float_acc, results, agree, out_dirs):
-    order = {(k, b): i for i, (k, b, _) in enumerate(SWEEP)}
-    results = sorted(results, key=lambda r: order.get((r["kind"], r["bits"]), 99))
+    order = {config_name(k, b, c): i for i, (k, b, _, c) in enumerate(SWEEP)}
+    results = sorted(results, key=lambda r: order.get(r["config"], 99))
     f32 = results[0]["float32_bytes"] if results else 0
     lines = [
         f"Float EfficientNet-Lite0 (MNIST fine-tuned, {args.size} px): top-1 {100 * float_acc:.2f} %, "
@@ -247,12 +271,19 @@ def write_outputs(args, float_acc, results, agree, out_dirs):
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in agree["rows"]:
-            p, d = r["ptq"], r["distilled"]
-            lines.append(
-                f"| {r['config']} | {r['bytes']:,} B | {100 * p['top1']:.1f} % | "
-                f"{100 * p['top1_in_top5']:.1f} % | {p['kl']:.3f} | {100 * d['top1']:.1f} % | "
-                f"{100 * d['top1_in_top5']:.1f} % | {d['kl']:.3f} |"
-            )
+            cells = [r["config"], f"{r['bytes']:,} B"]
+            for key in ("ptq", "distilled"):
+                m = r.get(key)
+                cells += (
+                    [
+                        f"{100 * m['top1']:.1f} %",
+                        f"{100 * m['top1_in_top5']:.1f} %",
+                        f"{m['kl']:.3f}",
+                    ]
+                    if m
+                    else ["-", "-", "-"]
+                )
+            lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     payload = {"float_accuracy": float_acc, "settings": {k: str(v) for k, v in vars(args).items()},
                "results": results, "agreement": agree}  # fmt: skip
@@ -271,20 +302,22 @@ def plot(results, float_acc, path):
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for kind, marker in (("scalar", "o"), ("vector", "s")):
-        rows = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["bits"])
-        for key, style, label in (
-            ("acc_ptq", ":", "PTQ"),
-            ("acc_ptq_bn", "--", "PTQ+BN"),
-            ("acc_qat", "-", "QAT"),
-        ):
+    for kind, scaled, marker in (("scalar", False, "o"), ("vector", False, "s"),
+                                 ("scalar", True, "^"), ("vector", True, "D")):  # fmt: skip
+        rows = [r for r in results if r["kind"] == kind and r.get("channel_scale", False) == scaled]
+        rows.sort(key=lambda r: r["bits"])
+        name = kind + ("+cs" if scaled else "")
+        # Per-channel variants: QAT only, to keep the plot readable.
+        curves = [("acc_qat", "-", "QAT")] if scaled else [
+            ("acc_ptq", ":", "PTQ"), ("acc_ptq_bn", "--", "PTQ+BN"), ("acc_qat", "-", "QAT"),
+        ]  # fmt: skip
+        for key, style, label in curves if rows else []:
             xs = [r["bits"] for r in rows]
             ys = [100 * r[key] for r in rows]
-            a.plot(xs, ys, style, marker=marker, label=f"{kind} {label}")
+            a.plot(xs, ys, style, marker=marker, label=f"{name} {label}")
             if key == "acc_qat":
-                b.plot(
-                    [r["bytes"] / 1e3 for r in rows], ys, style, marker=marker, label=f"{kind} QAT"
-                )
+                b.plot([r["bytes"] / 1e3 for r in rows], ys, style, marker=marker,
+                       label=f"{name} QAT")  # fmt: skip
     for ax in (a, b):
         ax.axhline(100 * float_acc, color="k", lw=0.8, label="float32")
         ax.set_ylabel("MNIST top-1 accuracy (%)")
@@ -320,6 +353,7 @@ def main():
     p.add_argument("--eval-crops", type=int, default=12)
     p.add_argument("--distill-crops", type=int, default=4)
     p.add_argument("--distill-epochs", type=int, default=2)
+    p.add_argument("--distill-lr", type=float, default=5e-5)
     p.add_argument("--skip-agreement", action="store_true")
     p.add_argument("--agreement-only", action="store_true", help="only the Mary Rose measure")
     p.add_argument("--only", nargs="*", default=None, help="configs to run, e.g. scalar-2b")
@@ -343,11 +377,14 @@ def main():
         if done_path.is_file()
         else []
     )
-    for kind, bits, dim in SWEEP:
-        name = f"{kind}-{bits}b"
-        if any(r["config"] == name for r in results) or (args.only and name not in args.only):
+    for kind, bits, dim, scaled in SWEEP:
+        name = config_name(kind, bits, scaled)
+        wanted = name in args.only if args.only else (kind, bits, dim, scaled) in DEFAULT_SWEEP
+        if any(r["config"] == name for r in results) or not wanted:
             continue
-        row = run_config(args, kind, bits, dim, args.out / "float.pth", teacher, train, test)
+        row = run_config(
+            args, kind, bits, dim, scaled, args.out / "float.pth", teacher, train, test
+        )
         log.info("%s", row)
         results.append(row)
         with done_path.open("a") as f:

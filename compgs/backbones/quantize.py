@@ -87,7 +87,8 @@ def channel_scales(weight: torch.Tensor) -> torch.Tensor:
     1 for an all-zero channel."""
     rms = weight.detach().reshape(weight.shape[0], -1).float().pow(2).mean(1).sqrt()
     rms = torch.where(rms > 0, rms, torch.ones_like(rms))
-    return rms.half().float().clamp_min(float(torch.finfo(torch.float16).tiny))
+    f16 = torch.finfo(torch.float16)
+    return rms.clamp(float(f16.tiny), float(f16.max)).half().float()
 
 
 @dataclasses.dataclass
@@ -115,6 +116,14 @@ def quantize_model(model: nn.Module, config: VQConfig) -> nn.Module:
     for name in names:
         members.setdefault(config.group_of(name), []).append(name)
     k, d = config.codes, config.dim
+    for group, layer_names in members.items():  # check every group before changing any
+        count = sum(modules[n].weight.numel() // d for n in layer_names)
+        if count < k:
+            what = f"layer {layer_names[0]!r}" if len(layer_names) == 1 else f"group {group!r}"
+            raise InputError(
+                f"{what} has {count} weight vectors of d={d}, fewer than K={k} codes; "
+                "lower K, raise min_size or share codebooks"
+            )
     for group, layer_names in members.items():
         weights = [modules[n].weight for n in layer_names]
         scales = [channel_scales(w) if config.channel_scale else None for w in weights]
@@ -124,12 +133,6 @@ def quantize_model(model: nn.Module, config: VQConfig) -> nn.Module:
                 for w, s in zip(weights, scales)
             ]
         )
-        if vectors.shape[0] < k:
-            what = f"layer {layer_names[0]!r}" if len(layer_names) == 1 else f"group {group!r}"
-            raise InputError(
-                f"{what} has {vectors.shape[0]} weight vectors of d={d}, fewer than K={k} codes; "
-                "lower K, raise min_size or share codebooks"
-            )
         book = Codebook(
             k, d, iters=config.iters, seed=config.seed,
             dtype=vectors.dtype if vectors.dtype == torch.float64 else torch.float32,

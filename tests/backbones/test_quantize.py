@@ -175,6 +175,7 @@ def test_materialize_keeps_outputs(tiny_net):
         (dict(include=("nothing_like_this",)), "matches no Conv/Linear layer"),
         (dict(exclude=("nope",)), "matches no Conv/Linear layer"),
         (dict(num_codes=64, dim=4, min_size=0), "fewer than K=64 codes"),
+        (dict(num_codes=200, min_size=0, exclude=("stem",)), "layer 'dw' has 144 weight vectors"),
         (dict(dim=5, bits=2, min_size=0), "not a multiple of dim=5"),
         (dict(min_size=10**9), "no layer selected"),
     ],
