@@ -47,7 +47,9 @@ class FinetuneConfig:
     eval_mode: run the whole model in eval mode while training it (batch norm
         frozen, no dropout, no stochastic depth): the student is then the same
         deterministic function as at inference, which suits distilling a
-        backbone from its float original on a few unlabeled images.
+        backbone from its float original on a few unlabeled images (there,
+        freeze_at=0 -- fixed assignments, learnt centroids -- is the stable
+        choice: frozen batch norm cannot absorb a re-assignment).
     seed: shuffling seed.
     """
 

@@ -28,7 +28,7 @@ def compress_model(
     distill_images: Path | None = None,
     crops_per_image: int = 4,
     epochs: int = 1,
-    lr: float = 1e-4,
+    lr: float = 1e-5,
     batch_size: int = 16,
     zstd_level: int = 10,
     seed: int = 0,
@@ -37,7 +37,8 @@ def compress_model(
 
     Post-training k-means by default; with --distill-images, quantization-aware
     fine-tuning distilled from the float model on crops of those (unlabeled) images
-    (the model runs in eval mode: batch norm frozen, no dropout).
+    (the model runs in eval mode: batch norm frozen, no dropout; assignments stay
+    fixed and the centroids learn).
 
     Args:
         src: a checkpoint path (weights-only torch file), or a model name whose
@@ -113,7 +114,7 @@ def compress_model(
     if teacher is not None:
         log.info("distilling on %d crops of %s", crops.shape[0], distill_images)
         cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, distill=1.0,
-                             eval_mode=True, seed=seed)  # fmt: skip
+                             eval_mode=True, freeze_at=0.0, seed=seed)  # fmt: skip
         with torch.no_grad():
             before = _kl(teacher, model, crops)
         finetune(model, crops, None, cfg, teacher=teacher)
