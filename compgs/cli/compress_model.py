@@ -22,6 +22,7 @@ def compress_model(
     min_size: int = 4096,
     quantize_head: bool = False,
     share: str = "layer",
+    channel_scale: bool = False,
     iters: int = 20,
     codebook_dtype: Literal["f16", "f32"] = "f16",
     float_dtype: Literal["f16", "f32"] = "f16",
@@ -57,6 +58,8 @@ def compress_model(
         min_size: layers with fewer weights stay float.
         quantize_head: also quantize the classifier (last Linear).
         share: "layer", "all", or a regex whose match names a shared codebook.
+        channel_scale: per-output-channel scales (one f16 per channel): clusters the
+            shape of the weights, not each channel's scale; helps depthwise convolutions.
         iters: k-means iterations.
         codebook_dtype: storage of the codebooks.
         float_dtype: storage of the float leftovers (biases, batch norm, small layers).
@@ -72,6 +75,8 @@ def compress_model(
     import logging
 
     import torch
+    from rich.console import Console
+    from rich.progress import Progress
 
     from compgs.backbones import (
         FinetuneConfig,
@@ -89,7 +94,8 @@ def compress_model(
     log = logging.getLogger(__name__)
     config = VQConfig(
         bits=bits, dim=dim, num_codes=num_codes, include=include, exclude=exclude,
-        min_size=min_size, quantize_head=quantize_head, share=share, iters=iters, seed=seed,
+        min_size=min_size, quantize_head=quantize_head, share=share,
+        channel_scale=channel_scale, iters=iters, seed=seed,
     )  # fmt: skip
     name = arch or src
     options = {"num_classes": num_classes} if num_classes is not None else {}
@@ -110,14 +116,22 @@ def compress_model(
         size = image_size or 224
         crops = load_crops(image_files(distill_images), size, crops_per_image, seed=seed)
         teacher = copy.deepcopy(model).eval()
-    quantize_model(model, config)
+    console = Console()
+    with console.status("k-means of the selected layers ..."):
+        quantize_model(model, config)
     if teacher is not None:
         log.info("distilling on %d crops of %s", crops.shape[0], distill_images)
         cfg = FinetuneConfig(epochs=epochs, batch_size=batch_size, lr=lr, distill=1.0,
                              eval_mode=True, freeze_at=0.0, seed=seed)  # fmt: skip
         with torch.no_grad():
             before = _kl(teacher, model, crops)
-        finetune(model, crops, None, cfg, teacher=teacher)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("distillation", total=None)
+
+            def advance(step: int, steps: int, loss: float) -> None:
+                progress.update(task, completed=step, total=steps, description=f"loss {loss:.4f}")
+
+            finetune(model, crops, None, cfg, teacher=teacher, progress=advance)
         with torch.no_grad():
             print(f"distillation KL(float || compressed) on its crops: {before:.4g} -> "
                   f"{_kl(teacher, model, crops):.4g}")  # fmt: skip

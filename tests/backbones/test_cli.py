@@ -14,22 +14,14 @@ def test_compress_checkpoint(tmp_path, capsys):
     net = TinyNet().eval()
     save_checkpoint(net, tmp_path / "net.pth", {"name": "tests-tiny", "kwargs": {}})
     out = tmp_path / "net.cgm"
-    args = [
-        "compress-model",
-        str(tmp_path / "net.pth"),
-        "-o",
-        str(out),
-        "--bits",
-        "2",
-        "--min-size",
-        "500",
-    ]
-    code, stdout, _ = run_cli(args, capsys)
+    args = ["compress-model", str(tmp_path / "net.pth"), "-o", str(out), "--bits", "2"]
+    code, stdout, _ = run_cli([*args, "--min-size", "500", "--channel-scale"], capsys)
     assert code == 0
     assert f"{out.stat().st_size:,} B" in stdout
     meta = read_meta(out)
     assert [layer["name"] for layer in meta["layers"]] == ["conv", "pw", "fc1"]
     assert all(g["k"] == 4 for g in meta["groups"])
+    assert [layer["scale_bytes"] for layer in meta["layers"]] == [32, 64, 128]
     loaded = load_model(out)  # the file records the architecture
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
