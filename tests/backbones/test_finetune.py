@@ -26,13 +26,15 @@ def mlp():
 @pytest.fixture(scope="module")
 def task():
     """A float network trained on labels of a random teacher network (512 points)."""
-    torch.set_num_threads(1)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only cost synchronisation
     torch.manual_seed(0)
     x = torch.randn(512, 16)
     with torch.no_grad():
         y = mlp()(x).argmax(1)
     net = mlp()
     finetune(net, x, y, FinetuneConfig(epochs=60, batch_size=64, lr=3e-3))
+    torch.set_num_threads(saved)
     return net, x, y
 
 
