@@ -287,6 +287,9 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
         fail("meta", f"declares {table['meta'].raw} bytes of metadata")
     try:
         meta = json.loads(container.read_section(data, table["meta"], source))
+        kind = meta.get("format", "cgs") if isinstance(meta, dict) else "cgs"
+        if kind != "cgs":  # the same container holds NOLA and backbone files
+            fail("meta", f"this container holds a {kind!r} file, not Gaussians (.cgs)")
         degree = int(meta["sh_degree"])
         shapes = field_shapes(degree)
         groups = meta["groups"]
