@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compress": ("compgs.cli.compress:compress", "post-training k-means compression to .cgs"),
     "decompress": ("compgs.cli.compress:decompress", "expand a .cgs file to .ply/.splat/.spz"),
     "demo": ("compgs.cli.demo:demo", "run the main job on the embedded default scene"),
+    "view": ("compgs.cli.view:view", "open a splat file in the browser viewer (served on localhost)"),
+    "export": ("compgs.cli.export:export", "write a static web viewer folder for a scene"),
 }
 
 
