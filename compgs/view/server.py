@@ -143,7 +143,9 @@ class ViewerServer(http.server.ThreadingHTTPServer):
 
     def start(self) -> ViewerServer:
         """Serve from a background thread (tests, the live view); `close` stops it."""
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
