@@ -34,7 +34,10 @@ def _3dgs_fast() -> TrainConfig:
 
 METHODS: dict[str, tuple[str, Callable[[], TrainConfig]]] = {
     "3dgs": ("3D Gaussian Splatting (Kerbl et al. 2023) with gsplat's defaults", _3dgs),
-    "3dgs-nosh": ("3DGS with view-independent colour (SH degree 0): the no-SH baseline", _3dgs_nosh),
+    "3dgs-nosh": (
+        "3DGS with view-independent colour (SH degree 0): the no-SH baseline",
+        _3dgs_nosh,
+    ),
     "3dgs-fast": ("3DGS on a CPU demo budget (3000 steps, growth capped)", _3dgs_fast),
 }
 

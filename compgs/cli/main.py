@@ -19,7 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("compgs.cli.convert:convert", "convert between splat formats"),
     "compress": ("compgs.cli.compress:compress", "post-training k-means compression to .cgs"),
     "decompress": ("compgs.cli.compress:decompress", "expand a .cgs file to .ply/.splat/.spz"),
+    "train": ("compgs.cli.train:train", "train 3DGS / CompGS on a scene folder (--method, --data)"),
+    "eval": ("compgs.cli.eval:eval_run", "evaluate a training run (PSNR, SSIM, LPIPS, size, FPS)"),
     "demo": ("compgs.cli.demo:demo", "run the main job on the embedded default scene"),
+    "generate-scene": ("compgs.cli.generate_scene:generate_scene", "write the default scene"),
+    "scene-info": ("compgs.cli.scene_info:scene_info", "describe a scene folder"),
     "view": ("compgs.cli.view:view", "open a splat file in the browser viewer (served on localhost)"),
     "export": ("compgs.cli.export:export", "write a static web viewer folder for a scene"),
 }
@@ -49,8 +53,6 @@ def _fail(message: str, code: int = 1) -> None:
 
 def run(argv: Sequence[str]) -> object:
     """Run one command in-process (tests call this); errors propagate."""
-    import tyro
-
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         if not argv:
@@ -66,16 +68,25 @@ def run(argv: Sequence[str]) -> object:
         _fail(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}", 2)
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
+    if getattr(func, "raw_argv", False):  # commands that build their own parser
+        return func(list(argv[1:]))
+    return parse(func, list(argv[1:]), f"compgs {name}")
+
+
+def parse(target, args: list[str], prog: str, default=None):
+    """tyro.cli with bad-flag reports turned into one line and exit code 2."""
+    import tyro
+
     # tyro reports bad flags in a multi-line box on stderr; keep its words, one line.
     captured = io.StringIO()
+    kwargs = {"default": default} if default is not None else {}
     try:
         with contextlib.redirect_stderr(captured):
-            parsed = tyro.cli(func, args=list(argv[1:]), prog=f"compgs {name}")
+            return tyro.cli(target, args=args, prog=prog, **kwargs)
     except SystemExit as e:
         if e.code not in (0, None):
-            _fail(f"compgs {name}: {_one_line(captured.getvalue())}", 2)
+            _fail(f"{prog}: {_one_line(captured.getvalue())}", 2)
         raise
-    return parsed
 
 
 def _one_line(box: str) -> str:

@@ -1,0 +1,59 @@
+"""`compgs train --data DIR [--method 3dgs] [...]`: the ns-train of this project.
+
+`--method NAME` picks a preset (compgs/methods.py); every TrainConfig field can
+then be overridden by its flag. `--resume RUN_DIR` continues a run with its
+stored config.yml (flags given with it override the stored values).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pop_option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i : i + 2]
+            return value
+        if arg.startswith(name + "="):
+            del argv[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def train(argv: list[str]) -> None:
+    from compgs.cli.main import parse
+    from compgs.errors import InputError
+    from compgs.methods import METHODS, get_method
+    from compgs.train.config import TrainConfig, load_yaml
+    from compgs.train.run import train as run_training
+    from compgs.train.rundir import find_run
+
+    argv = list(argv)
+    if "-h" in argv or "--help" in argv:
+        print(
+            "methods: " + ", ".join(f"{name} ({summary})" for name, (summary, _) in METHODS.items())
+        )
+    resume = _pop_option(argv, "--resume")
+    method = _pop_option(argv, "--method")
+    if resume is not None:
+        run_dir, _ = find_run(Path(resume))
+        default = load_yaml(TrainConfig, run_dir / "config.yml")
+        if method and method != default.method:
+            raise InputError(f"{run_dir} was trained with {default.method!r}, not {method!r}")
+    else:
+        default = get_method(method or "3dgs")
+    config = parse(TrainConfig, argv, "compgs train", default=default)
+    if resume is None and not Path(config.data).is_dir():
+        raise InputError(f"{config.data}: no such scene folder (pass --data DIR)")
+    run_dir = run_training(config, resume=Path(resume) if resume else None)
+    import json
+
+    from compgs.eval.report import print_metrics
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print_metrics(metrics, f"{config.method} on {Path(config.data).name}: {run_dir}")
+
+
+train.raw_argv = True  # parses its own flags (method presets first, then overrides)
