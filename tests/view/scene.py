@@ -86,10 +86,9 @@ def quantize(splats: Splats, sizes: dict[str, int], seed: int = 0, iters: int = 
         centers = x[torch.randperm(len(x), generator=g)[: sizes[name]]].clone()
         for _ in range(iters):
             idx = torch.cdist(x, centers).argmin(1)
-            for j in range(len(centers)):
-                members = x[idx == j]
-                if len(members):
-                    centers[j] = members.mean(0)
+            sums = torch.zeros_like(centers).index_add_(0, idx, x)
+            counts = torch.bincount(idx, minlength=len(centers))[:, None]
+            centers = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
         idx = torch.cdist(x, centers).argmin(1)
         codebooks[name], assignments[name] = centers, idx
         start = 0

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import subprocess
 import sys
@@ -153,3 +154,54 @@ def test_exported_folder_works_from_a_plain_static_server(page, scene_files, tmp
     want = cgs_summary(scene_files["cgs"].read_bytes(), "scene.cgs")
     assert state["summary"]["checksums"] == want["checksums"]
     assert page.locator("#stat-count").inner_text() == f"{want['count']:,}"
+
+
+def test_file_picker_drag_and_drop_and_controls(page, scene_files, served, tmp_path):
+    """Open by picker, then by dropping a file; orbit by dragging, toggle fly, reset the view."""
+    page.goto(served(scene_files["cgs"]).replace("?hud=0", ""))
+    assert wait_loaded(page)["status"] == "ready"
+    page.set_input_files("#picker", str(scene_files["spz"]))
+    page.wait_for_function("window.compgs.state.file === 'scene.spz'")
+    state = wait_loaded(page)
+    assert state["status"] == "ready" and state["summary"]["format"] == "spz"
+    assert page.locator("#stat-file").inner_text() == "scene.spz"
+
+    data = base64.b64encode(scene_files["ply"].read_bytes()).decode()
+    page.evaluate(
+        """b64 => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.ply"));
+            window.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer }));
+        }""",
+        data,
+    )
+    page.wait_for_function("window.compgs.state.file === 'dropped.ply'")
+    state = wait_loaded(page)
+    assert state["status"] == "ready" and state["summary"]["format"] == "ply"
+    page.wait_for_function("window.compgs.frames() >= 5")
+    for stat in ("count", "bits", "decode", "frame"):
+        assert page.locator(f"#stat-{stat}").inner_text() not in ("", "-"), stat
+
+    page.evaluate("document.body.classList.add('nohud')")  # the panel would be in the shots
+    canvas = page.locator("#view canvas")
+    page.wait_for_function(f"window.compgs.frames() >= {SETTLE_FRAMES}")
+    before = png_to_array(canvas.screenshot())
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    frames = page.evaluate("window.compgs.frames()")
+    page.wait_for_function(f"window.compgs.frames() >= {frames + SETTLE_FRAMES}")
+    after = png_to_array(canvas.screenshot())
+    assert psnr(before, after) < 25, "dragging did not move the camera"
+
+    page.keyboard.press("f")
+    assert page.locator("#mode").inner_text() == "fly"
+    page.keyboard.press("f")
+    assert page.locator("#mode").inner_text() == "orbit"
+    page.keyboard.press("r")
+    frames = page.evaluate("window.compgs.frames()")
+    page.wait_for_function(f"window.compgs.frames() >= {frames + SETTLE_FRAMES}")
+    assert psnr(before, png_to_array(canvas.screenshot())) > 40, "reset did not refit the view"

@@ -35,7 +35,9 @@ def test_export_writes_viewer_and_scene(cgs_file, tmp_path):
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["scene"] == "scene.cgs" and manifest["format"] == "cgs"
     assert manifest["bytes"] == cgs_file.stat().st_size
-    assert sorted(p.name for p in out.iterdir()) == sorted(["assets", "index.html", "scene.cgs", MANIFEST])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["assets", "index.html", "scene.cgs", MANIFEST]
+    )
     assert not list(tmp_path.glob(".site*"))  # no temporary folder left behind
 
 

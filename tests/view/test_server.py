@@ -54,7 +54,9 @@ def test_serves_the_page_assets_and_the_file(server, scene):
     assert status == 200 and body == scene.read_bytes()
     assert headers["Content-Type"] == "application/octet-stream"
     status, body, headers = get(server, "/scene/my%20scene.cgs", "HEAD")
-    assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(scene.read_bytes())
+    assert (
+        status == 200 and body == b"" and int(headers["Content-Length"]) == len(scene.read_bytes())
+    )
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,8 @@ declare global {
     compgs: {
       state: State;
       frames: () => number;
+      /** Camera position and orientation (three.js world, y up) and orbit target. */
+      pose: () => { position: number[]; quaternion: number[]; target: number[] };
       setCamera: (camera: OpenCvCamera) => void;
       /** Decode bytes (base64) without showing them (format detected unless given). */
       decodeBase64: (base64: string, name: string, format?: FormatName) => Promise<Summary>;
@@ -160,6 +162,7 @@ declare global {
 window.compgs = {
   state,
   frames: () => view.frames,
+  pose: () => view.pose(),
   setCamera: (camera) => view.setCamera(camera),
   decodeBase64: async (base64, name, format) => {
     const binary = atob(base64);

@@ -93,6 +93,14 @@ export class SplatView {
     if (this.mesh) this.frames++;
   }
 
+  pose(): { position: number[]; quaternion: number[]; target: number[] } {
+    return {
+      position: this.camera.position.toArray(),
+      quaternion: this.camera.quaternion.toArray(),
+      target: this.orbit.target.toArray(),
+    };
+  }
+
   /** Mean milliseconds between the last frames (0 before two frames). */
   frameTime(): number {
     return this.frameMs.length ? this.frameMs.reduce((a, b) => a + b, 0) / this.frameMs.length : 0;
@@ -127,6 +135,7 @@ export class SplatView {
   /** Look at the scene's robust bounding box (2nd-98th percentile of the centres). */
   fit(g: Gaussians): void {
     this.fixedProjection = null;
+    this.stopOrbitMotion();
     const { lo, hi } = robustBounds(g.means, g.count);
     const center = new THREE.Vector3((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2).applyMatrix4(FLIP);
     const radius = Math.max(1e-6, 0.5 * Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]));
@@ -144,8 +153,16 @@ export class SplatView {
     this.fly.fpsMovement.moveSpeed = radius / 2;
   }
 
+  /** Drop the orbit controls' leftover (damped) motion so that a set pose stays put. */
+  private stopOrbitMotion(): void {
+    this.orbit.enableDamping = false;
+    this.orbit.update();
+    this.orbit.enableDamping = true;
+  }
+
   /** Place the camera exactly (intrinsics in pixels); controls stay off until release. */
   setCamera(cam: OpenCvCamera): void {
+    this.stopOrbitMotion();
     const c2w = new THREE.Matrix4().set(...(cam.camtoworld as Parameters<THREE.Matrix4["set"]>));
     // three.js camera axes are OpenCV's with y and z flipped; the world is flipped too.
     const world = FLIP.clone().multiply(c2w).multiply(FLIP);
