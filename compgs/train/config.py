@@ -35,6 +35,44 @@ class LearningRates:
 
 
 @dataclasses.dataclass
+class CompGSConfig:
+    """CompGS (Navaneet et al., ECCV 2024): quantization-aware codebooks, opacity regularisation.
+
+    Steps are given at the 30k reference and scaled like the rest of the schedule.
+    """
+
+    quantize: bool = False
+    """Learn k-means codebooks for colour and covariance while training (QAT)."""
+    codebook_sizes: str = "dc=4096,sh=4096,scale=32768,rot=32768"
+    """K per group (clamped for small scenes: at least 4 Gaussians per code)."""
+    groups: Literal["separate", "shared-shdc", "sh-only"] = "separate"
+    """separate: dc, sh, scale, rot codebooks; shared-shdc: one codebook for DC+SH; sh-only: quantize SH only."""
+    qat_start: int = 20_000
+    """First quantized step (k-means fit of every codebook)."""
+    assign_every: int = 100
+    """Re-assign (one Lloyd iteration) every this many steps (scaled, at least 10)."""
+    freeze: int = 25_000
+    """Assignments are fixed from this step on; centroids keep following their members."""
+    fit_iters: int = 10
+    """Lloyd iterations of the first fit."""
+    codebook_from: Path | None = None
+    """Freeze the codebooks of another run (its scene.cgs) and learn only assignments."""
+    opacity_reg: float = 0.0
+    """lambda of lambda * sum(sigmoid(opacity)) (the paper: 1e-7 at ~1M Gaussians; 0 = off)."""
+    opacity_reg_reference: int = 1_000_000
+    """The regulariser is scaled by reference / N (see docs): its pull relative to the photometric gradient of one Gaussian then does not depend on how many there are."""
+    reg_start: int = 15_000
+    reg_stop: int = 20_000
+    prune_every: int = 1000
+    """Prune Gaussians below `prune_opacity` every this many steps inside the regulariser window."""
+    prune_opacity: float = 0.005
+    bitq: bool = False
+    """Store 16-bit positions, 8-bit opacity and half-precision codebooks (the paper's BitQ)."""
+    export_decompressed_ply: bool = False
+    """Also write the decoded .cgs as scene_decompressed.ply for other viewers."""
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """How to train one scene (`compgs train --help` lists every field as a flag)."""
 
@@ -73,6 +111,7 @@ class TrainConfig:
     """Initial scale multiplier of the nearest-neighbour distance."""
     lr: LearningRates = dataclasses.field(default_factory=LearningRates)
     densify: DensifyConfig = dataclasses.field(default_factory=DensifyConfig)
+    compgs: CompGSConfig = dataclasses.field(default_factory=CompGSConfig)
     backend: Literal["auto", "cpu", "gsplat", "reference"] = "auto"
     """Rasterizer backend."""
     eval_every: int = 0
@@ -129,7 +168,7 @@ def from_dict(cls, data: dict):
         value, hint = data[f.name], hints[f.name]
         if dataclasses.is_dataclass(hint):
             value = from_dict(hint, value or {})
-        elif hint is Path:
+        elif value is not None and (hint is Path or Path in typing.get_args(hint)):
             value = Path(value)
         elif isinstance(value, list):
             value = tuple(value)

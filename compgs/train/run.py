@@ -39,8 +39,17 @@ def load_training_scene(config: TrainConfig):
 
 
 def build_hooks(config: TrainConfig) -> list:
-    """Hooks a method needs (plain 3DGS has none)."""
-    return []
+    """Hooks a method needs: CompGS's opacity regulariser and quantization (3DGS: none)."""
+    hooks = []
+    if config.compgs.opacity_reg > 0:
+        from compgs.train.opacity_reg import OpacityRegHook
+
+        hooks.append(OpacityRegHook(config))
+    if config.compgs.quantize:
+        from compgs.train.qat import QATHook
+
+        hooks.append(QATHook(config))
+    return hooks
 
 
 def train(
@@ -71,6 +80,8 @@ def train(
     # A finished run is marked by metrics.json; a resumed one is unfinished again.
     (run_dir / "metrics.json").unlink(missing_ok=True)
 
+    log_every = max(1, config.max_steps // 20)
+
     def on_step(t: Trainer, stats: dict) -> None:
         if (
             config.checkpoint_every
@@ -86,6 +97,14 @@ def train(
                 psnr=stats["psnr"],
                 n=t.model.num_gaussians,
             )
+        elif progress and (t.step % log_every == 0 or t.step == config.max_steps):
+            # not a terminal (logs, batch workers): a line every 5% instead of a bar
+            eta = t.elapsed / max(t.step, 1) * (config.max_steps - t.step)
+            log.info(
+                "step %d/%d  loss %.4f  PSNR %.2f  N %d  %.0f s elapsed, ~%.0f s left",
+                t.step, config.max_steps, stats["loss"], stats["psnr"], t.model.num_gaussians,
+                t.elapsed, eta,
+            )  # fmt: skip
 
     bar, task = _progress(progress, config, trainer.step)
     try:
@@ -143,7 +162,9 @@ def finish(trainer, scene, run_dir: Path) -> dict:
 
 
 def _progress(enabled: bool, config: TrainConfig, start: int):
-    if not enabled:
+    import sys
+
+    if not enabled or not sys.stdout.isatty():
         return None, None
     from rich.progress import (
         BarColumn,

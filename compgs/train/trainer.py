@@ -32,8 +32,15 @@ class TrainHook:
         """The Gaussians to render this step (e.g. their quantized version)."""
         return splats
 
+    def export_splats(self, trainer: Trainer, splats: Splats) -> Splats:
+        """The Gaussians a user gets at the end (no training-time side effects)."""
+        return splats
+
     def extra_loss(self, trainer: Trainer, splats: Splats, step: int) -> torch.Tensor | None:
         return None
+
+    def on_remove(self, keep: torch.Tensor) -> None:
+        """Gaussians were removed; ``keep`` indexes the survivors (per-Gaussian state follows)."""
 
     def after_step(self, trainer: Trainer, step: int) -> None:
         """After the optimizer step (pruning, codebook updates, ...)."""
@@ -153,7 +160,12 @@ class Trainer:
         self.step += 1
         with torch.no_grad():
             mse = float(((rgb.detach().clamp(0, 1) - gt) ** 2).mean())
-        return {"loss": float(loss), "l1": float(l1), "psnr": psnr_from_mse(mse), **changes}
+        return {
+            "loss": float(loss.detach()),
+            "l1": float(l1.detach()),
+            "psnr": psnr_from_mse(mse),
+            **changes,
+        }
 
     def fit(self, on_step=None, stop_at: int | None = None) -> None:
         """Train until max_steps (or ``stop_at``); ``on_step(trainer, stats)`` after each step."""
@@ -170,9 +182,10 @@ class Trainer:
     def final_splats(self) -> Splats:
         """The trained Gaussians as a user gets them (hooks may quantize them)."""
         splats = self.model.splats()
-        for hook in self.hooks:
-            splats = hook.render_splats(self, splats, self.step)
-        return Splats(**{k: v.detach().clone() for k, v in splats.__dict__.items()})
+        with torch.no_grad():
+            for hook in self.hooks:
+                splats = hook.export_splats(self, splats)
+        return splats.detach().clone()
 
     def state_dict(self) -> dict:
         return {
@@ -204,11 +217,19 @@ class Trainer:
         for hook, hook_state in zip(self.hooks, state.get("hooks", [])):
             hook.load_state_dict(hook_state)
 
+    def remove(self, mask: torch.Tensor) -> None:
+        """Remove Gaussians (pruning); every per-Gaussian state follows."""
+        keep = torch.where(~mask)[0]
+        self.densifier.remove(self.model, mask)
+        for hook in self.hooks:
+            hook.on_remove(keep)
+
     def export(self, run_dir: Path) -> Path | None:
+        """The full-precision Gaussians as INRIA PLY (what 3DGS would ship)."""
         if not self.config.export_ply:
             return None
         from compgs.io.ply import write_ply
 
         path = Path(run_dir) / "splats.ply"
-        write_ply(self.final_splats().to("cpu"), path)
+        write_ply(self.model.splats().detach().to("cpu"), path)
         return path

@@ -1,0 +1,89 @@
+"""Sums and means of the members of every code: the cheap half of a Lloyd step.
+
+`centroid_means` is one scatter-add (index_add_) over the N vectors, no one-hot
+matrix. A `Membership` prepares a partition that will be averaged many times
+(a codebook during quantization-aware training updates its centroids every
+step but re-assigns only every t steps): on CPU it is a sparse CSR [K, N]
+matrix of ones whose product with x is a multithreaded segmented sum, about
+twice as fast as the (serial) CPU index_add_.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import torch
+
+from compgs.vq._checks import work_dtype
+
+
+@dataclasses.dataclass
+class Membership:
+    """A fixed partition of N vectors into K codes.
+
+    assignments [N] int64; counts [K] members per code (float); matrix: sparse
+    CSR [K, N] of ones on CPU, None elsewhere (index_add_ is fast on GPUs).
+    """
+
+    assignments: torch.Tensor
+    counts: torch.Tensor
+    matrix: torch.Tensor | None
+
+    @classmethod
+    def build(cls, assignments: torch.Tensor, k: int, dtype: torch.dtype) -> Membership:
+        dtype = work_dtype(dtype)
+        counts = torch.bincount(assignments, minlength=k)
+        matrix = None
+        if assignments.device.type == "cpu":
+            order = torch.argsort(assignments, stable=True)
+            rows = torch.zeros(k + 1, dtype=torch.long)
+            rows[1:] = torch.cumsum(counts, dim=0)
+            ones = torch.ones(assignments.shape[0], dtype=dtype)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                matrix = torch.sparse_csr_tensor(
+                    rows, order, ones, size=(k, assignments.shape[0]), check_invariants=False
+                )
+        return cls(assignments, counts.to(dtype), matrix)
+
+    def sums(self, x: torch.Tensor) -> torch.Tensor:
+        """[K, d] sum of the members of every code (x in the working dtype)."""
+        if self.matrix is not None and self.matrix.dtype == x.dtype:
+            return self.matrix @ x
+        k = self.counts.shape[0]
+        out = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
+        return out.index_add_(0, self.assignments, x)
+
+
+def centroid_means(
+    x: torch.Tensor,
+    a: torch.Tensor,
+    k: int,
+    w: torch.Tensor | None,
+    previous: torch.Tensor | None,
+    members: Membership | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(means [K, d] in x.dtype, total weight [K]) without input checks.
+
+    Accumulates in float32 (float64 for float64 input). Codes with zero total
+    weight take the row of ``previous`` (zeros without it). ``members``, when
+    given for unweighted data, must describe the partition ``a``.
+    """
+    dtype = work_dtype(x.dtype)
+    xw = x.to(dtype)
+    if w is None and members is not None:
+        sums, counts = members.sums(xw), members.counts
+    elif w is None:
+        sums = torch.zeros(k, x.shape[1], dtype=dtype, device=x.device).index_add_(0, a, xw)
+        counts = torch.bincount(a, minlength=k).to(dtype)
+    else:
+        sums = torch.zeros(k, x.shape[1], dtype=dtype, device=x.device)
+        sums.index_add_(0, a, xw * w[:, None])
+        counts = torch.zeros(k, dtype=dtype, device=x.device).index_add_(0, a, w)
+    # The K x d division in float64 rounds once, like the d = 1 path's float64 means.
+    safe = counts.to(torch.float64).clamp(min=1e-300)[:, None]
+    means = sums.to(torch.float64) / safe
+    empty = (counts == 0)[:, None]
+    fallback = previous.to(torch.float64) if previous is not None else torch.zeros_like(means)
+    return torch.where(empty, fallback, means).to(x.dtype), counts
