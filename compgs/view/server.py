@@ -9,11 +9,15 @@ path from a request is ever joined to a directory on disk.
 from __future__ import annotations
 
 import http.server
+import io
 import ipaddress
 import logging
+import os
+import shutil
 import socket
 import threading
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 from compgs.errors import InputError
@@ -62,6 +66,13 @@ def scene_url_path(path: Path) -> str:
     return SCENE_PREFIX + urllib.parse.quote(path.name)
 
 
+def _content_type(route: str) -> str:
+    if route.startswith(SCENE_PREFIX):
+        return "application/octet-stream"
+    suffix = ".html" if route == "/" else Path(route).suffix.lower()
+    return CONTENT_TYPES.get(suffix, "text/plain")
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: ViewerServer
     server_version = "compgs-view"
@@ -78,25 +89,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if target is None:
             self.send_error(404, "not found")
             return
-        try:
-            body = target() if callable(target) else target.read_bytes()
-        except OSError:
-            self.send_error(404, "not found")
-            return
-        name = route.rsplit("/", 1)[-1] or "index.html"
-        suffix = Path(name).suffix.lower() if route != "/" else ".html"
-        is_scene = route.startswith(SCENE_PREFIX)
-        self.send_response(200)
-        self.send_header(
-            "Content-Type",
-            "application/octet-stream" if is_scene else CONTENT_TYPES.get(suffix, "text/plain"),
-        )
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
+        if isinstance(target, Path):
+            try:
+                body = target.open("rb")  # streamed: a scene may be large
+                size = os.fstat(body.fileno()).st_size
+            except OSError:
+                self.send_error(404, "not found")
+                return
+        else:
+            page = target()
+            body, size = io.BytesIO(page), len(page)
+        with body:
+            self.send_response(200)
+            self.send_header("Content-Type", _content_type(route))
+            self.send_header("Content-Length", str(size))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            if send_body:
+                shutil.copyfileobj(body, self.wfile)
 
     def log_message(self, format: str, *args) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
@@ -116,7 +127,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         self.file = path
         scene = scene_url_path(path)
         page = viewer_page(scene.lstrip("/"))
-        self.routes: dict[str, Path | object] = {
+        self.routes: dict[str, Path | Callable[[], bytes]] = {
             **static_files(),
             "/": lambda: page,
             "/index.html": lambda: page,
@@ -142,7 +153,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         return f"http://{host}:{port}/"
 
     def start(self) -> ViewerServer:
-        """Serve from a background thread (tests, the live view); `close` stops it."""
+        """Serve from a background thread; `close` stops it."""
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

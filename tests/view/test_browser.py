@@ -98,7 +98,8 @@ def test_compgs_view_cgs(page, scene_files):
         proc.wait(timeout=10)
     assert shot.std() > 20, "blank canvas"
     expected = reference_image(io.load(scene_files["cgs"]), scene_camera())
-    assert psnr(shot, expected) >= 20.0
+    value = psnr(shot, expected)
+    assert value >= 20.0, value
 
 
 @pytest.mark.parametrize("fmt", ["ply", "splat", "spz"])
@@ -112,7 +113,8 @@ def test_other_formats(page, scene_files, served, fmt):
     assert state["summary"]["shDegree"] == splats.sh_degree
     assert state["summary"]["checksums"] == field_checksums(splats)
     shot = screenshot_from(page, scene_camera())
-    assert psnr(shot, reference_image(splats, scene_camera())) >= 20.0
+    value = psnr(shot, reference_image(splats, scene_camera()))
+    assert value >= 20.0, value
 
 
 def test_corrupt_cgs_shows_the_error(page, scene_files, served):

@@ -134,3 +134,30 @@ def test_a_websocket_client_receives_the_splats(live):
 
 def test_binds_loopback_by_default(live):
     assert live.url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.slow
+def test_with_the_real_trainer(tmp_path):
+    """LiveView as a hook of compgs.train.Trainer, and on_step as its per-step callback."""
+    from compgs.data import load_scene
+    from compgs.data.synthetic import generate
+    from compgs.train.config import TrainConfig
+    from compgs.train.trainer import Trainer
+
+    data = generate(tmp_path / "tiny", width=48, height=36, num_views=6, num_points=400)
+    scene = load_scene(data, test_every=3)
+    config = TrainConfig(
+        data=data, max_steps=12, backend="cpu", checkpoint_every=0, sh_degree=1, test_every=3
+    )
+    live = LiveView(port=0, every=5, metrics_interval=0.0)
+    try:
+        trainer = Trainer(config, scene, hooks=[live])
+        trainer.fit(live.on_step)
+        assert live.updates == 4  # steps 0, 5, 10 and the last
+        assert len(live._frusta) == scene.num_images("train")
+        centers, _, _ = decode_buffer(live._splats.buffer)
+        assert np.array_equal(centers, trainer.model.splats().means.detach().numpy())
+        text = live._status.content
+        assert "**step** 12" in text and "**psnr**" in text and "**loss**" in text
+    finally:
+        live.close()
