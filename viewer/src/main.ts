@@ -138,7 +138,7 @@ window.addEventListener("keydown", (e) => {
 });
 
 setInterval(() => {
-  const ms = view.frameTime();
+  const ms = current ? view.frameTime() : 0;
   setStat("frame", ms ? `${ms.toFixed(1)} ms (${(1000 / ms).toFixed(0)} fps)` : "-");
 }, 500);
 

@@ -130,6 +130,8 @@ export class SplatView {
     await this.mesh.initialized;
     this.fit(g);
     this.frames = 0;
+    this.frameMs = []; // the decoding pause is not a frame
+    this.lastFrame = 0;
   }
 
   /** Look at the scene's robust bounding box (2nd-98th percentile of the centres). */
