@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decompress": ("compgs.cli.compress:decompress", "expand a .cgs file to .ply/.splat/.spz"),
     "train": ("compgs.cli.train:train", "train 3DGS / CompGS on a scene folder (--method, --data)"),
     "eval": ("compgs.cli.eval:eval_run", "evaluate a training run (PSNR, SSIM, LPIPS, size, FPS)"),
+    "compare": ("compgs.cli.compare:compare", "paper-style table + rate-distortion plot of runs"),
     "demo": ("compgs.cli.demo:demo", "run the main job on the embedded default scene"),
     "generate-scene": ("compgs.cli.generate_scene:generate_scene", "write the default scene"),
     "scene-info": ("compgs.cli.scene_info:scene_info", "describe a scene folder"),

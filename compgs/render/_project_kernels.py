@@ -16,16 +16,13 @@ import numpy as np
 from numba import njit, prange
 
 from compgs.render import constants as K
-from compgs.render.sh import SH_C0, SH_C1, SH_C2, SH_C3
+from compgs.render._sh_kernels import sh_basis, sh_dir_grad
 
 ALPHA_MIN = K.ALPHA_MIN
 EPS2D = K.EPS2D
 FOV_CLAMP = K.FOV_CLAMP
 REL_MARGIN = K.EXTENT_REL_MARGIN
 ABS_MARGIN = K.EXTENT_ABS_MARGIN
-C1 = SH_C1
-C20, C21, C22, C23, C24 = SH_C2
-C30, C31, C32, C33, C34, C35, C36 = SH_C3
 CHUNK = 256  # Gaussians per parallel work item (its scratch is allocated once)
 
 
@@ -41,76 +38,6 @@ def _rotation(qw, qx, qy, qz):
         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
     )  # fmt: skip
     return w, x, y, z, norm, rot
-
-
-@njit(cache=True)
-def _sh_basis(x, y, z, degree, out):
-    """Fill ``out[:(degree+1)^2]`` with the SH basis at the unit direction (x, y, z)."""
-    out[0] = SH_C0
-    if degree < 1:
-        return
-    out[1] = -C1 * y
-    out[2] = C1 * z
-    out[3] = -C1 * x
-    if degree < 2:
-        return
-    xx, yy, zz = x * x, y * y, z * z
-    out[4] = C20 * x * y
-    out[5] = C21 * y * z
-    out[6] = C22 * (2 * zz - xx - yy)
-    out[7] = C23 * x * z
-    out[8] = C24 * (xx - yy)
-    if degree < 3:
-        return
-    out[9] = C30 * y * (3 * xx - yy)
-    out[10] = C31 * x * y * z
-    out[11] = C32 * y * (4 * zz - xx - yy)
-    out[12] = C33 * z * (2 * zz - 3 * xx - 3 * yy)
-    out[13] = C34 * x * (4 * zz - xx - yy)
-    out[14] = C35 * z * (xx - yy)
-    out[15] = C36 * x * (xx - 3 * yy)
-
-
-@njit(cache=True)
-def _sh_dir_grad(x, y, z, degree, w):
-    """Gradient of sum_k w[k] basis_k at the unit direction (x, y, z), k >= 1."""
-    gx = -C1 * w[3]
-    gy = -C1 * w[1]
-    gz = C1 * w[2]
-    if degree < 2:
-        return gx, gy, gz
-    xx, yy, zz = x * x, y * y, z * z
-    gx += C20 * y * w[4] - 2 * C22 * x * w[6] + C23 * z * w[7] + 2 * C24 * x * w[8]
-    gy += C20 * x * w[4] + C21 * z * w[5] - 2 * C22 * y * w[6] - 2 * C24 * y * w[8]
-    gz += C21 * y * w[5] + 4 * C22 * z * w[6] + C23 * x * w[7]
-    if degree < 3:
-        return gx, gy, gz
-    gx += (
-        6 * C30 * x * y * w[9]
-        + C31 * y * z * w[10]
-        - 2 * C32 * x * y * w[11]
-        - 6 * C33 * x * z * w[12]
-        + C34 * (4 * zz - 3 * xx - yy) * w[13]
-        + 2 * C35 * x * z * w[14]
-        + C36 * (3 * xx - 3 * yy) * w[15]
-    )
-    gy += (
-        C30 * (3 * xx - 3 * yy) * w[9]
-        + C31 * x * z * w[10]
-        + C32 * (4 * zz - xx - 3 * yy) * w[11]
-        - 6 * C33 * y * z * w[12]
-        - 2 * C34 * x * y * w[13]
-        - 2 * C35 * y * z * w[14]
-        - 6 * C36 * x * y * w[15]
-    )
-    gz += (
-        C31 * x * y * w[10]
-        + 8 * C32 * y * z * w[11]
-        + C33 * (6 * zz - 3 * xx - 3 * yy) * w[12]
-        + 8 * C34 * x * z * w[13]
-        + C35 * (xx - yy) * w[14]
-    )
-    return gx, gy, gz
 
 
 @njit(cache=True)
@@ -273,7 +200,7 @@ def project_forward(
                 # Colour seen from this camera.
                 dx, dy, dz = pw[0] - campos[c, 0], pw[1] - campos[c, 1], pw[2] - campos[c, 2]
                 inv = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
-                _sh_basis(dx * inv, dy * inv, dz * inv, sh_degree, basis)
+                sh_basis(dx * inv, dy * inv, dz * inv, sh_degree, basis)
                 raw0 = basis[0] * sh0[i, 0, 0]
                 raw1 = basis[0] * sh0[i, 0, 1]
                 raw2 = basis[0] * sh0[i, 0, 2]
@@ -394,7 +321,7 @@ def project_backward(
                 dx, dy, dz = pw[0] - campos[c, 0], pw[1] - campos[c, 1], pw[2] - campos[c, 2]
                 inv_nrm = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
                 ux, uy, uz = dx * inv_nrm, dy * inv_nrm, dz * inv_nrm
-                _sh_basis(ux, uy, uz, sh_degree, basis)
+                sh_basis(ux, uy, uz, sh_degree, basis)
                 g0 = v_colors[c, i, 0] if colors[c, i, 0] > 0.0 else 0.0
                 g1 = v_colors[c, i, 1] if colors[c, i, 1] > 0.0 else 0.0
                 g2 = v_colors[c, i, 2] if colors[c, i, 2] > 0.0 else 0.0
@@ -408,7 +335,7 @@ def project_backward(
                     weights[k] = (
                         shN[i, k - 1, 0] * g0 + shN[i, k - 1, 1] * g1 + shN[i, k - 1, 2] * g2
                     )
-                vux, vuy, vuz = _sh_dir_grad(ux, uy, uz, sh_degree, weights)
+                vux, vuy, vuz = sh_dir_grad(ux, uy, uz, sh_degree, weights)
                 dot = ux * vux + uy * vuy + uz * vuz
                 vpx += (vux - ux * dot) * inv_nrm
                 vpy += (vuy - uy * dot) * inv_nrm

@@ -1,8 +1,7 @@
-"""Numba kernels: tile binning, front-to-back compositing and its backward.
+"""Numba kernels: front-to-back compositing over tile lists, and its backward.
 
-The image is cut into square tiles. `bin_tiles` lists, per tile, the
-Gaussians whose pixel rectangle touches it, already in depth order (the
-Gaussians are visited in depth order, so no per-tile sort is needed).
+The image is cut into square tiles whose Gaussian lists, front to back, come
+from `compgs.render._binning.bin_tiles`.
 
 `raster_forward` walks each pixel front to back with early termination; it
 records each pixel's final transmittance and the index of its last
@@ -10,12 +9,14 @@ contributing Gaussian. Pixels go in 4x4 lane groups whose inner loop is
 branch-free, so LLVM turns it into SIMD code (with a polynomial exp, as no
 vector exp is available without SVML); a scalar loop with a cut-off before
 exp() was 2-4x slower, its branches being unpredictable. Each group skips the
-Gaussians whose pixel rectangle misses it. `raster_backward` walks the same list back to
-front from that index, recovering the transmittance by division as the 3DGS
-CUDA rasterizer does, so the backward costs about what the forward does.
-Gradients are accumulated per (tile, Gaussian) pair, so no two threads ever
-write the same memory; `reduce_grads` then sums each Gaussian's pairs. The
-result does not depend on the number of threads.
+Gaussians whose pixel rectangle misses it.
+
+`raster_backward` walks the same lists back to front from each pixel's last
+contributor, recovering the transmittance by division as the 3DGS CUDA
+rasterizer does, so it costs about 1.5x the forward. Gradients are summed per
+(tile, Gaussian) pair, so no two threads ever write the same memory;
+`reduce_grads` then adds up each Gaussian's pairs. Results do not depend on
+the number of threads.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from compgs.render import constants as K
+from compgs.render._binning import N_GRAD
 
 F32 = np.float32
 ZERO = F32(0.0)
@@ -33,7 +35,6 @@ TWO = F32(2.0)
 ALPHA_MIN = F32(K.ALPHA_MIN)
 ALPHA_MAX = F32(K.ALPHA_MAX)
 T_MIN = F32(K.T_MIN)
-N_GRAD = 10  # per pair: mean2d (2), conic (3), colour (3), depth, opacity
 # Pixels are processed in GROUP_W x GROUP_H blocks of LANES lanes; 16 float32
 # lanes is what LLVM vectorises well (smaller groups fall back to scalar code).
 GROUP_W = 4
@@ -44,62 +45,6 @@ EXP_CLAMP = F32(16.0)
 INV16 = F32(1.0 / 16.0)
 E2, E3, E4 = F32(1.0 / 2.0), F32(1.0 / 6.0), F32(1.0 / 24.0)
 E5, E6, E7 = F32(1.0 / 120.0), F32(1.0 / 720.0), F32(1.0 / 5040.0)
-
-
-@njit(parallel=True, cache=True)
-def bin_tiles(order, rects, tile_size, tiles_x, tiles_y, n_bands):
-    """Tile lists for the Gaussians ``order`` (visible ones, front to back).
-
-    Returns ``tile_offsets`` [T+1] and ``tile_gauss`` [I] (Gaussian ids per tile,
-    front to back), plus ``g_offsets`` [len(order)+1] and ``g_slots`` [I]: for the
-    k-th Gaussian of ``order``, the positions in ``tile_gauss`` that hold it.
-    Work is split into ``n_bands`` bands of tile rows; each band scans all the
-    Gaussians in depth order, so every tile list comes out sorted.
-    """
-    n_tiles = tiles_x * tiles_y
-    n = order.shape[0]
-    g_offsets = np.zeros(n + 1, np.int64)
-    for k in prange(n):
-        g = order[k]
-        g_offsets[k + 1] = (rects[g, 1] // tile_size - rects[g, 0] // tile_size + 1) * (
-            rects[g, 3] // tile_size - rects[g, 2] // tile_size + 1
-        )
-    for k in range(n):
-        g_offsets[k + 1] += g_offsets[k]
-    n_bands = max(1, min(n_bands, tiles_y))
-    offsets = np.zeros(n_tiles + 1, np.int64)
-    for band in prange(n_bands):
-        r0 = band * tiles_y // n_bands
-        r1 = (band + 1) * tiles_y // n_bands
-        for k in range(n):
-            g = order[k]
-            ty0 = max(rects[g, 2] // tile_size, r0)
-            ty1 = min(rects[g, 3] // tile_size + 1, r1)
-            for ty in range(ty0, ty1):
-                for tx in range(rects[g, 0] // tile_size, rects[g, 1] // tile_size + 1):
-                    offsets[ty * tiles_x + tx + 1] += 1
-    for t in range(n_tiles):
-        offsets[t + 1] += offsets[t]
-    n_pairs = offsets[n_tiles]
-    tile_gauss = np.empty(n_pairs, np.int32)
-    g_slots = np.empty(n_pairs, np.int64)
-    for band in prange(n_bands):
-        r0 = band * tiles_y // n_bands
-        r1 = (band + 1) * tiles_y // n_bands
-        cursor = offsets[r0 * tiles_x : r1 * tiles_x].copy()
-        for k in range(n):
-            g = order[k]
-            tx0 = rects[g, 0] // tile_size
-            row0 = rects[g, 2] // tile_size
-            width_k = rects[g, 1] // tile_size - tx0 + 1
-            for ty in range(max(row0, r0), min(rects[g, 3] // tile_size + 1, r1)):
-                for tx in range(tx0, tx0 + width_k):
-                    local = (ty - r0) * tiles_x + tx
-                    slot = cursor[local]
-                    cursor[local] += 1
-                    tile_gauss[slot] = g
-                    g_slots[g_offsets[k] + (ty - row0) * width_k + (tx - tx0)] = slot
-    return offsets, tile_gauss, g_offsets, g_slots
 
 
 @njit(cache=True, error_model="numpy")
@@ -408,31 +353,3 @@ def raster_backward(
                         acc[k, 8] += d_z
                         acc[k, 9] += d_op
             pair_grads[start : start + n] = acc[:n]
-
-
-@njit(parallel=True, cache=True)
-def reduce_grads(
-    order, g_offsets, g_slots, pair_grads, v_means2d, v_conics, v_colors, v_depths, v_opac
-):
-    """Sum each Gaussian's pair gradients; ``v_opac`` is accumulated (+=) across calls."""
-    n = order.shape[0]
-    chunk = 1024
-    for c in prange((n + chunk - 1) // chunk):
-        s = np.empty(N_GRAD, np.float32)
-        for k in range(c * chunk, min(n, (c + 1) * chunk)):
-            g = order[k]
-            s[:] = ZERO
-            for p in range(g_offsets[k], g_offsets[k + 1]):
-                slot = g_slots[p]
-                for q in range(N_GRAD):
-                    s[q] += pair_grads[slot, q]
-            v_means2d[g, 0] = s[0]
-            v_means2d[g, 1] = s[1]
-            v_conics[g, 0] = s[2]
-            v_conics[g, 1] = s[3]
-            v_conics[g, 2] = s[4]
-            v_colors[g, 0] = s[5]
-            v_colors[g, 1] = s[6]
-            v_colors[g, 2] = s[7]
-            v_depths[g] = s[8]
-            v_opac[g] += s[9]

@@ -24,11 +24,34 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from compgs.errors import CompgsError  # noqa: E402
+from compgs.render import _binning as bk  # noqa: E402
 from compgs.render import _project_kernels as pk  # noqa: E402
 from compgs.render import _raster_kernels as rk  # noqa: E402
 from compgs.render import constants as K  # noqa: E402
 
 TILE_SIZE = 8  # a multiple of the 4x4 lane groups; 8 beat 16 on every scene measured
+
+# GNU OpenMP cannot run parallel regions in a child forked after it started: the
+# child would be killed (or a pool hang). Remember whether that happened, so that
+# the child gets a clear error instead. numba's TBB layer has no such limit.
+_fork_state = {"launched": False, "forked_after_launch": False}
+
+
+def _after_fork_in_child() -> None:
+    _fork_state["forked_after_launch"] = _fork_state["launched"]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_fork_safety() -> None:
+    if _fork_state["forked_after_launch"] and numba.threading_layer() == "omp":
+        raise CompgsError(
+            "the cpu renderer cannot run in a process forked after it was used "
+            "(numba's OpenMP layer is not fork-safe): start worker processes with the "
+            "'spawn' method, or install tbb (pip install tbb)"
+        )
 
 
 def _np32(t: torch.Tensor) -> np.ndarray:
@@ -148,8 +171,8 @@ class _Rasterize(torch.autograd.Function):
         bins = []
         for c in range(C):
             order = _depth_order(np.flatnonzero(rad[c] > 0), dp[c])
-            offsets, tile_gauss, g_offsets, g_slots = rk.bin_tiles(
-                order, rec[c], tile_size, tiles_x, tiles_y, 2 * n_workers
+            offsets, tile_gauss, g_offsets, g_slots = bk.bin_tiles(
+                order, rec[c], tile_size, tiles_x, tiles_y, n_workers
             )
             # Heaviest tiles first, dealt round-robin: a cheap static load balance.
             tile_order = np.argsort(-np.diff(offsets), kind="stable")
@@ -183,14 +206,14 @@ class _Rasterize(torch.autograd.Function):
         v_dp = np.zeros((C, N), np.float32)
         v_op = np.zeros(N, np.float32)
         for c, (order, offsets, tile_gauss, g_offsets, g_slots, tile_order) in enumerate(ctx.bins):
-            pair_grads = np.empty((tile_gauss.shape[0], rk.N_GRAD), np.float32)
+            pair_grads = np.empty((tile_gauss.shape[0], bk.N_GRAD), np.float32)
             rk.raster_backward(
                 offsets, tile_gauss, tile_order, n_workers,
                 m2[c], co[c], cl[c], op, thr, dp[c], rec[c],
                 width, height, tile_size, tiles_x,
                 trans[c], last[c], g_rgb[c], g_alpha[c], g_depth[c], pair_grads,
             )  # fmt: skip
-            rk.reduce_grads(
+            bk.reduce_grads(
                 order, g_offsets, g_slots, pair_grads, v_m2[c], v_co[c], v_cl[c], v_dp[c], v_op
             )
         grads = (_back(a, like) for a, like in zip((v_m2, v_co, v_cl, v_op, v_dp), ctx.likes))
@@ -214,6 +237,7 @@ def render_cpu(
     tile_size: int = TILE_SIZE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """rgb [C,H,W,3], alpha [C,H,W,1], summed depth [C,H,W,1] and the projection."""
+    _check_fork_safety()
     opacities = torch.sigmoid(opacity_logits)
     settings = (int(width), int(height), int(sh_degree), float(near), float(far))
     means2d, conics, colors, depths, radii, rects = _Project.apply(
@@ -229,6 +253,7 @@ def render_cpu(
         rects,
         (int(width), int(height), tile_size),
     )
+    _fork_state["launched"] = True
     proj = {
         "means2d": means2d,
         "conics": conics,

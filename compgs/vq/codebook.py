@@ -105,7 +105,7 @@ class Codebook(nn.Module):
     @property
     def num_bits(self) -> int:
         """Bits of one index: ceil(log2 K) (0 for K = 1)."""
-        return math.ceil(math.log2(self.num_codes))
+        return (self.num_codes - 1).bit_length()
 
     @property
     def frozen(self) -> bool:
@@ -233,7 +233,11 @@ class Codebook(nn.Module):
         self._members = None
         return self
 
-    # --- state dict ---------------------------------------------------------
+    # --- state dict and device moves -----------------------------------------
+
+    def _apply(self, fn, *args, **kwargs):
+        self._members = None  # prepared on the old device / dtype
+        return super()._apply(fn, *args, **kwargs)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"frozen": self._frozen, "ready": self._ready}

@@ -23,7 +23,7 @@ from compgs.vq._checks import (
     work_dtype,
 )
 from compgs.vq.members import centroid_means
-from compgs.vq.nearest import Backend, assign
+from compgs.vq.nearest import Backend, nearest_unchecked
 from compgs.vq.onedim import SortedRows
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,10 @@ def kmeans(
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise InputError(f"iters must be an int >= 0, got {iters!r}")
     w = check_weights(weights, x)
+    if backend not in ("auto", "torch", "faiss"):
+        raise InputError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+        raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
     x = x.detach()
     with torch.no_grad():
         c = _initial_centroids(x, k, init, seed, w)
@@ -93,7 +97,7 @@ def kmeans(
         else:
 
             def nearest(cents: torch.Tensor) -> torch.Tensor:
-                return assign(x, cents, backend=backend, chunk_size=chunk_size)
+                return nearest_unchecked(x, cents, backend, chunk_size)
 
             c, a, done = _lloyd(x, c, iters, w, nearest)
         return KMeansResult(c, a, inertia(x, c, a, weights=w), done)

@@ -80,6 +80,13 @@ def assign(
     check_finite(centroids, "centroids")
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    return nearest_unchecked(x, centroids, backend, chunk_size)
+
+
+def nearest_unchecked(
+    x: torch.Tensor, centroids: torch.Tensor, backend: Backend, chunk_size: int | None
+) -> torch.Tensor:
+    """`assign` without input checks, for loops that validated their input once."""
     choice = _choose_backend(x, centroids, backend)
     with torch.no_grad():
         if choice == "sorted":
@@ -134,29 +141,37 @@ def _assign_torch(x: torch.Tensor, centroids: torch.Tensor, chunk_size: int | No
     c = c - mean
     c_sq = (c * c).sum(dim=1)
     c_max = float(c_sq.max().sqrt())
-    c_t = c.t().contiguous()
+    # One matmul gives |c|^2 - 2 x.c: x gets a column of ones, the centroids a row of
+    # squared norms (a bias added by addmm would cost one more pass over the chunk).
+    c_aug = torch.cat([-2.0 * c.t(), c_sq[None]], dim=0)  # [d + 1, K]
     block = REDUCE_BLOCK if k > 2 * REDUCE_BLOCK else None
     if block is not None and k % block:
         # Pad to whole blocks with centroids at infinite distance (they never win).
-        pad = block - k % block
-        c_t = torch.cat([c_t, c_t.new_zeros(d, pad)], dim=1)
-        c_sq = torch.cat([c_sq, c_sq.new_full((pad,), float("inf"))])
+        pad = c_aug.new_zeros(d + 1, block - k % block)
+        pad[d] = float("inf")
+        c_aug = torch.cat([c_aug, pad], dim=1)
     # |computed - exact| <= (d + 6) u (|x| + |c|max)^2 for every screened entry (matmul,
     # squared norms, centring); two entries are compared, and a factor 2 spare on top.
     coef = 4.0 * (d + 8) * unit_roundoff(dtype, x.device)
-    rows = chunk_size or chunk_rows(k)
+    rows = min(n, chunk_size or chunk_rows(k))
     out = torch.empty(n, dtype=torch.long, device=x.device)
+    # Buffers reused by every chunk: fresh multi-MB allocations would page-fault each time.
+    x_aug = torch.ones(rows, d + 1, dtype=dtype, device=x.device)
+    dist_buf = torch.empty(rows, c_aug.shape[1], dtype=dtype, device=x.device)
     for start in range(0, n, rows):
-        xb = x[start : start + rows].to(dtype) - mean
-        dist = torch.addmm(c_sq, xb, c_t, alpha=-2.0)
+        m = min(rows, n - start)
+        xb = torch.sub(x[start : start + m], mean, out=x_aug[:m, :d])
+        dist = torch.mm(x_aug[:m], c_aug, out=dist_buf[:m])
         best, idx, second = _best_two(dist, block)
-        tol = coef * (torch.linalg.vector_norm(xb, dim=1) + c_max) ** 2
-        unsure = (second - best) <= tol
+        tol = (torch.linalg.vector_norm(xb, dim=1) + c_max).square_().mul_(coef)
+        # "not >" also catches NaN from float32 overflow (|x| > ~1e19): then every
+        # centroid is a candidate and float64 decides.
+        unsure = ~((second - best) > tol)
         if bool(unsure.any()):
             r = unsure.nonzero()[:, 0]
-            idx[r] = _decide_exactly(
-                x[start + r], centroids, dist[r] <= (best[r] + tol[r])[:, None]
-            )
+            limit = best[r] + tol[r]
+            candidates = (dist[r] <= limit[:, None]) | ~torch.isfinite(limit)[:, None]
+            idx[r] = _decide_exactly(x[start + r], centroids, candidates[:, :k])
         out[start : start + rows] = idx
     return out
 
@@ -207,12 +222,11 @@ def exact_sq_dist(
     Plain elementwise multiply and add (no fused multiply-add, no reduction
     kernel), so the value is the same whatever the number of pairs.
     """
-    xt = x.t().to(torch.float64)
-    ct = centroids.t().to(torch.float64)
-    acc = torch.zeros(rows.shape[0], dtype=torch.float64, device=x.device)
-    for coord in range(x.shape[1]):
-        diff = xt[coord][rows] - ct[coord][cols]
-        acc = acc + diff * diff
+    diff = x[rows].to(torch.float64) - centroids[cols].to(torch.float64)
+    squares = (diff * diff).t().contiguous()  # [d, P]: one contiguous row per coordinate
+    acc = squares[0].clone()
+    for coord in range(1, x.shape[1]):
+        acc += squares[coord]
     return acc
 
 

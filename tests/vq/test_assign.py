@@ -88,6 +88,13 @@ def test_half_and_double_inputs():
     assert torch.equal(assign(x1.half(), c1.half()), brute_assign(x1.half(), c1.half()))
 
 
+@pytest.mark.parametrize("k", [10, 300])
+def test_float32_overflow_falls_back_to_float64(k):
+    g = torch.Generator().manual_seed(8)
+    x, c = torch.randn(100, 3, generator=g) * 1e20, torch.randn(k, 3, generator=g) * 1e20
+    assert torch.equal(assign(x, c, backend="torch"), brute_assign(x, c))
+
+
 def test_single_centroid_and_single_vector():
     x, c = random_case(50, 20, 3, seed=1)
     assert torch.equal(assign(x, c[:1]), torch.zeros(50, dtype=torch.long))

@@ -190,6 +190,16 @@ def test_select_after_pruning():
     )
 
 
+def test_dtype_move_keeps_updates_right():
+    book, x = fitted()
+    book.update(x)  # prepares the membership in float32
+    book.double()
+    book.update(x.double() + 1.0)
+    expected = update_centroids(x.double() + 1.0, book.assignments, 16, previous=book.centroids)
+    assert book.centroids.dtype == torch.float64
+    assert torch.allclose(book.centroids, expected, atol=1e-6)
+
+
 def test_resumed_without_codebook_fits_on_first_step():
     book = Codebook(8, 3)
     book.step(data(), QATAction.UPDATE)

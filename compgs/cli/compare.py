@@ -1,0 +1,37 @@
+"""`compgs compare RUN_DIR...`: the paper's table and a rate-distortion plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+
+def compare(
+    runs: Annotated[list[Path], tyro.conf.Positional],
+    plot: Path = Path("rate_distortion.png"),
+) -> None:
+    """Compare finished training runs: SSIM, PSNR, LPIPS, FPS, size, train time, #Gaussians.
+
+    Args:
+        runs: run directories written by `compgs train` (each holds metrics.json).
+        plot: where to write the rate-distortion plot (size on a log axis vs PSNR).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from compgs.errors import InputError
+    from compgs.eval.compare import COLUMNS, load_run_metrics, rate_distortion_plot, table_rows
+
+    if not runs:
+        raise InputError("give at least one run directory")
+    loaded = [(run, load_run_metrics(run)) for run in runs]
+    table = Table(title="Comparison (test split; metrics on what each run ships)")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
+    for row in table_rows(loaded):
+        table.add_row(*row)
+    Console().print(table)
+    rate_distortion_plot(loaded, plot)
+    print(f"rate-distortion plot: {plot}")

@@ -1,0 +1,71 @@
+"""Paper-style comparison of training runs: a table and a rate-distortion plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from compgs.errors import InputError
+
+COLUMNS = ("method", "SSIM", "PSNR", "LPIPS", "FPS", "size MB", "train min", "#Gaussians")
+
+
+def load_run_metrics(run_dir: Path) -> dict:
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir}: no metrics.json (not a finished training run)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e.msg})") from e
+
+
+def table_rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
+    rows = []
+    for _, m in runs:
+        mean = m["eval"]["mean"]
+        lp = mean.get("lpips")
+        rows.append(
+            [
+                m.get("method", "?"),
+                f"{mean['ssim']:.3f}",
+                f"{mean['psnr']:.2f}",
+                f"{lp:.3f}" if lp is not None else "n/a",
+                f"{m['fps']:.0f}",
+                f"{m['size_bytes'] / 1e6:.2f}",
+                f"{m.get('train_seconds', float('nan')) / 60:.1f}",
+                f"{m['num_gaussians']:,}",
+            ]
+        )
+    return rows
+
+
+def rate_distortion_plot(runs: list[tuple[Path, dict]], path: Path) -> None:
+    """Size (log axis) against test PSNR, one labelled point per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from compgs.atomic import atomic_open
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for _, m in runs:
+        size, psnr = m["size_bytes"] / 1e6, m["eval"]["mean"]["psnr"]
+        ax.scatter(size, psnr)
+        ax.annotate(
+            m.get("method", "?"),
+            (size, psnr),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("size (MB, log scale)")
+    ax.set_ylabel("test PSNR (dB)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
