@@ -48,7 +48,7 @@ export default defineConfig({
     assetsDir: "assets",
     sourcemap: false,
     chunkSizeWarningLimit: 4096,
-    // The bundled libraries' licences (Spark, three.js, fzstd, fflate: all MIT) ship with it.
+    // The bundled libraries' licences (Spark, three.js, fzstd: all MIT) ship with it.
     license: { fileName: "assets/third-party-licenses.md" },
     rollupOptions: {
       output: {
