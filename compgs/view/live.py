@@ -31,11 +31,12 @@ import torch
 
 from compgs.errors import InputError
 from compgs.splats import SH_C0, Splats
+from compgs.train.trainer import TrainHook
 
 logger = logging.getLogger(__name__)
 
 
-class LiveView:
+class LiveView(TrainHook):
     """A viser server showing Gaussians being trained, the training cameras and metrics.
 
     Args:
@@ -127,13 +128,7 @@ class LiveView:
     def close(self) -> None:
         self.server.stop()
 
-    # -- TrainHook (compgs.train.trainer) --------------------------------------------
-
-    def render_splats(self, trainer, splats: Splats, step: int) -> Splats:
-        return splats
-
-    def extra_loss(self, trainer, splats: Splats, step: int):
-        return None
+    # -- TrainHook (compgs.train.trainer; its other methods keep their defaults) -------
 
     def after_step(self, trainer, step: int) -> None:
         if not self._frusta:
@@ -147,12 +142,6 @@ class LiveView:
         """The trainer's per-step callback: loss, PSNR and friends for the panel."""
         keep = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
         self.update(trainer.step, None, keep)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
     # -- internals ---------------------------------------------------------------------
 
