@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate-scene": ("compgs.cli.generate_scene:generate_scene", "write the default scene"),
     "scene-info": ("compgs.cli.scene_info:scene_info", "describe a scene folder"),
     "compress-model": ("compgs.cli.compress_model:compress_model", "k-means codebooks for a CNN"),
+    "view": ("compgs.cli.view:view", "open a splat file in the browser viewer (on localhost)"),
+    "export": ("compgs.cli.export:export", "write a static web viewer folder for a scene"),
 }
 
 
