@@ -37,6 +37,9 @@ def train(argv: list[str]) -> None:
         )
     resume = _pop_option(argv, "--resume")
     method = _pop_option(argv, "--method")
+    viewer = "--viewer" in argv
+    argv = [arg for arg in argv if arg != "--viewer"]
+    viewer_port = int(_pop_option(argv, "--viewer-port") or 8080)
     if resume is not None:
         run_dir, _ = find_run(Path(resume))
         default = load_yaml(TrainConfig, run_dir / "config.yml")
@@ -47,7 +50,16 @@ def train(argv: list[str]) -> None:
     config = parse(TrainConfig, argv, "compgs train", default=default)
     if resume is None and not Path(config.data).is_dir():
         raise InputError(f"{config.data}: no such scene folder (pass --data DIR)")
-    run_dir = run_training(config, resume=Path(resume) if resume else None)
+    hooks = []
+    if viewer:  # the live view (compgs.view.live): a viser server, as a trainer hook
+        from compgs.view.live import LiveView
+
+        hooks.append(LiveView(port=viewer_port))  # logs its URL
+    try:
+        run_dir = run_training(config, resume=Path(resume) if resume else None, extra_hooks=hooks)
+    finally:
+        for hook in hooks:
+            hook.close()
     import json
 
     from compgs.eval.report import print_metrics

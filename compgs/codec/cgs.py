@@ -320,6 +320,8 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
                 raise ValueError(f"group {g['name']!r} width")
             expected[f"cb.{g['name']}"] = k * dim * FLOAT_BYTES[cb_enc]
             if g["index"] == "runs":
+                if not 0 <= int(g["count_bits"]) <= 32:
+                    raise ValueError(f"group {g['name']!r} count_bits")
                 expected[f"rle.{g['name']}"] = packed_size(k, int(g["count_bits"]))
             else:
                 expected[f"idx.{g['name']}"] = packed_size(n, bits)

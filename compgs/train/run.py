@@ -83,6 +83,9 @@ def train(
     log_every = max(1, config.max_steps // 20)
 
     def on_step(t: Trainer, stats: dict) -> None:
+        for hook in t.hooks:  # per-step metrics for hooks that show them (the live view)
+            if hasattr(hook, "on_step"):
+                hook.on_step(t, stats)
         if (
             config.checkpoint_every
             and t.step % config.checkpoint_every == 0
