@@ -290,7 +290,7 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
         kind = meta.get("format", "cgs") if isinstance(meta, dict) else "cgs"
         if kind != "cgs":  # the same container holds NOLA and backbone files
             fail("meta", f"this container holds a {kind!r} file, not Gaussians (.cgs)")
-        degree = int(meta["sh_degree"])
+        degree = _json_int(meta["sh_degree"])
         shapes = field_shapes(degree)
         groups = meta["groups"]
         pos_enc = meta["positions"]["encoding"]
@@ -305,6 +305,9 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
     except (ValueError, KeyError, TypeError, InputError, UnicodeDecodeError) as e:
         fail("meta", f"invalid metadata ({type(e).__name__}: {e})")
 
+    if next(iter(table)) != "meta":
+        fail("section table", "the first section must be 'meta'")
+    claimed: set[str] = set()  # every field is stored once
     # Expected decoded size of every section, from N and the metadata, before inflating any.
     expected = {
         "meta": table["meta"].raw,
@@ -313,14 +316,18 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
     }
     try:
         for g in groups:
-            k, dim, bits, cb_enc = int(g["k"]), int(g["dim"]), int(g["bits"]), g["codebook"]
+            k, dim, bits = _json_int(g["k"]), _json_int(g["dim"]), _json_int(g["bits"])
+            cb_enc = g["codebook"]
+            if len(set(g["fields"])) != len(g["fields"]) or set(g["fields"]) & claimed:
+                raise ValueError(f"group {g['name']!r} repeats a field")
+            claimed.update(g["fields"])
             if k < 1 or bits != bits_for(k) or cb_enc not in FLOAT_BYTES:
                 raise ValueError(f"group {g['name']!r}")
             if dim != sum(math.prod(shapes[f]) for f in g["fields"]):
                 raise ValueError(f"group {g['name']!r} width")
             expected[f"cb.{g['name']}"] = k * dim * FLOAT_BYTES[cb_enc]
             if g["index"] == "runs":
-                if not 0 <= int(g["count_bits"]) <= 32:
+                if not 0 <= _json_int(g["count_bits"]) <= 32:
                     raise ValueError(f"group {g['name']!r} count_bits")
                 expected[f"rle.{g['name']}"] = packed_size(k, int(g["count_bits"]))
             else:
@@ -396,6 +403,13 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
         opacities=torch.from_numpy(np.ascontiguousarray(opacities)),
         raw_fields=raw,
     )
+
+
+def _json_int(value) -> int:
+    """A JSON integer (not a string, float or boolean that int() would accept)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
 
 
 def _floats(data: bytes, encoding: str) -> np.ndarray:
