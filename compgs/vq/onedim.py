@@ -115,10 +115,6 @@ class SortedRows:
         self.cum_w = torch.cat([zero, torch.cumsum(w_sorted, dim=1)], dim=1)
         self.cum_wx = torch.cat([zero, torch.cumsum(w_sorted * self.sorted, dim=1)], dim=1)
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.sorted.shape)
-
     def upper_ends(self, levels: SortedLevels) -> torch.Tensor:
         """[C, K]: sorted position s owns the sorted data in [ends[s-1], ends[s])."""
         right = torch.searchsorted(self.sorted, levels.bounds, side="right")
