@@ -65,14 +65,33 @@ def sorted_levels(centroids: torch.Tensor) -> SortedLevels:
 
 def assign_1d(values: torch.Tensor, levels: SortedLevels) -> torch.Tensor:
     """Index [C, M] of the nearest centroid for every entry of ``values`` [C, M]."""
-    v = values.to(torch.float64).contiguous()
-    below = torch.searchsorted(levels.bounds, v, side="left")  # bounds strictly below v
-    upto = torch.searchsorted(levels.bounds, v, side="right")  # bounds <= v
+    if values.dtype == torch.float64:
+        v, strictly_below, at_most = values.contiguous(), levels.bounds, levels.bounds
+    else:
+        # Compare in float32 (no float64 copy of the data): for a float32 v,
+        # bound < v  <=>  round_down32(bound) < v  and  bound <= v  <=>  round_up32(bound) <= v.
+        v = values.to(torch.float32).contiguous()
+        strictly_below, at_most = _float32_brackets(levels.bounds)
+    below = torch.searchsorted(strictly_below, v, side="left")  # bounds strictly below v
+    upto = torch.searchsorted(at_most, v, side="right")  # bounds <= v
     k = levels.bounds.shape[1]
     on_bound = upto > below
     goes_right = levels.right_wins.gather(1, below.clamp(max=k - 1))
     slot = torch.where(on_bound & goes_right, upto, below)
     return levels.order.gather(1, slot)
+
+
+def _float32_brackets(bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 ``bounds`` rounded down and up to float32 (equal when representable)."""
+    nearest = bounds.to(torch.float32)
+    wide = nearest.to(torch.float64)
+    down = torch.where(
+        wide > bounds, torch.nextafter(nearest, nearest.new_tensor(-torch.inf)), nearest
+    )
+    up = torch.where(
+        wide < bounds, torch.nextafter(nearest, nearest.new_tensor(torch.inf)), nearest
+    )
+    return down.contiguous(), up.contiguous()
 
 
 class SortedRows:
@@ -95,10 +114,6 @@ class SortedRows:
             self.weights = w_sorted
         self.cum_w = torch.cat([zero, torch.cumsum(w_sorted, dim=1)], dim=1)
         self.cum_wx = torch.cat([zero, torch.cumsum(w_sorted * self.sorted, dim=1)], dim=1)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.sorted.shape)
 
     def upper_ends(self, levels: SortedLevels) -> torch.Tensor:
         """[C, K]: sorted position s owns the sorted data in [ends[s-1], ends[s])."""

@@ -111,6 +111,22 @@ def test_sorted_path_matches_torch_path_on_symmetric_ties():
     assert torch.equal(assign(x, c, backend="torch"), expected)
 
 
+def test_sorted_path_is_exact_one_ulp_around_every_midpoint():
+    g = torch.Generator().manual_seed(12)
+    c = torch.randn(30, 1, generator=g)
+    c[5] = 1.0
+    c[6] = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0))  # midpoint not a float32
+    c[7] = c[3]
+    values = torch.sort(c[:, 0].double()).values
+    mids = ((values[1:] + values[:-1]) / 2).float()  # nearest float32 to every midpoint
+    inf = torch.tensor(float("inf"))
+    near = [mids, torch.nextafter(mids, inf), torch.nextafter(mids, -inf)]
+    near += [torch.nextafter(near[1], inf), torch.nextafter(near[2], -inf)]
+    x = torch.cat(near)[:, None]
+    assert torch.equal(assign(x, c), brute_assign(x, c))
+    assert torch.equal(assign(x.double(), c.double()), brute_assign(x.double(), c.double()))
+
+
 @pytest.mark.skipif(not faiss_available(), reason="faiss-cpu not installed")
 def test_faiss_backend_agrees_except_within_float32_rounding():
     x, c = random_case(3000, 64, 8, seed=9)
