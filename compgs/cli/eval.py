@@ -13,6 +13,7 @@ def eval_run(
     split: str = "test",
     backend: str = "auto",
     device: str = "auto",
+    file: Path | None = None,
 ) -> None:
     """Evaluate the Gaussians a run wrote (scene.cgs if present, else splats.ply).
 
@@ -21,6 +22,8 @@ def eval_run(
         split: test or train.
         backend: rasterizer backend (auto, cpu, gsplat, reference).
         device: auto, cpu, cuda.
+        file: evaluate this splat file on the run's scene instead (e.g. the output of
+            `compgs compress RUN/splats.ply`); metrics go to eval-<split>-<file stem>.json.
     """
     from compgs import io
     from compgs.errors import InputError
@@ -33,14 +36,16 @@ def eval_run(
     if not (run_dir / "config.yml").is_file():
         raise InputError(f"{run_dir}: not a training run (no config.yml)")
     config = load_yaml(TrainConfig, run_dir / "config.yml")
-    files = [p for p in (run_dir / "scene.cgs", run_dir / "splats.ply") if p.is_file()]
+    candidates = [file] if file else [run_dir / "scene.cgs", run_dir / "splats.ply"]
+    files = [p for p in candidates if p.is_file()]
     if not files:
+        if file:
+            raise InputError(f"{file}: no such file")
         raise InputError(f"{run_dir}: holds neither scene.cgs nor splats.ply (unfinished run?)")
     dev = resolve_device(device)
     splats = io.load(files[0]).to(dev)
     scene = load_training_scene(config)
-    background = scene.background if config.background is None else None
-    result = evaluate(splats, scene, split, background=background, backend=backend)
+    result = evaluate(splats, scene, split, backend=backend)
     metrics = {
         "method": config.method,
         "scene": str(config.data),
@@ -51,5 +56,6 @@ def eval_run(
         "fps": measure_fps(splats, scene, split, backend=backend),
         "eval": result,
     }
-    write_metrics(run_dir / f"eval-{split}.json", metrics)
+    suffix = f"-{file.stem}" if file else ""
+    write_metrics(run_dir / f"eval-{split}{suffix}.json", metrics)
     print_metrics(metrics, f"{run_dir} ({files[0].name}, {split} split)")
