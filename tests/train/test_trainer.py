@@ -99,6 +99,17 @@ def test_train_cli_writes_a_run(tiny_scene_dir, tmp_path, capsys):
     assert list((run / "renders" / "test").glob("*.png"))
     assert "PSNR" in capsys.readouterr().out
 
+    # compgs eval on the run, and on another file against the run's scene
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(run), "--backend", "cpu"])
+        raise SystemExit(0)
+    assert exc.value.code == 0
+    again = json.loads((run / "eval-test.json").read_text())
+    assert again["eval"]["mean"]["psnr"] == pytest.approx(metrics["eval"]["mean"]["psnr"], abs=1e-4)
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(run), "--file", str(run / "missing.ply")])
+    assert exc.value.code == 1
+
 
 @pytest.mark.parametrize(
     "args,message",
