@@ -193,7 +193,8 @@ def _best_two(
     blocks = dist.view(rows, -1, block)
     block_min = blocks.amin(dim=2)
     best, which = block_min.min(dim=1)
-    inside = blocks[torch.arange(rows, device=dist.device), which]  # a copy, [B, block]
+    first_block = torch.arange(0, rows * blocks.shape[1], blocks.shape[1], device=dist.device)
+    inside = dist.view(-1, block).index_select(0, first_block + which)  # a copy, [B, block]
     pos = inside.min(dim=1).indices
     inside.scatter_(1, pos[:, None], float("inf"))
     block_min.scatter_(1, which[:, None], float("inf"))
