@@ -92,7 +92,7 @@ def check_assignments(assignments: object, n: int, k: int, device: torch.device)
         raise InputError(f"assignments must be an integer tensor, got {assignments.dtype}")
     if assignments.device != device:
         raise InputError(f"assignments are on {assignments.device} but vectors are on {device}")
-    lo, hi = int(assignments.min()), int(assignments.max())
+    lo, hi = (int(v) for v in torch.aminmax(assignments))
     if lo < 0 or hi >= k:
         raise InputError(f"assignments must lie in [0, {k}), got values in [{lo}, {hi}]")
     return assignments.long()

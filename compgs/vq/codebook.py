@@ -156,7 +156,9 @@ class Codebook(nn.Module):
         w = check_weights(weights, xw)
         with torch.no_grad():
             if w is None and self._members is None:
-                self._members = Membership.build(self.assignments, self.num_codes, xw.dtype)
+                self._members = Membership.build(
+                    self.assignments, self.num_codes, xw.dtype, self.dim
+                )
             means, _ = centroid_means(
                 xw, self.assignments, self.num_codes, w, self.centroids, self._members
             )

@@ -23,14 +23,17 @@ less than ~1e-6 (|x| + |c|)^2 (norms taken after centring on the centroid mean).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
+from functools import partial
 from typing import Literal
 
 import torch
 
 from compgs.errors import InputError
 from compgs.vq._checks import check_finite, check_pair, check_vectors, work_dtype
+from compgs.vq._threads import run_parallel
 from compgs.vq.onedim import assign_1d, sorted_levels
 
 log = logging.getLogger(__name__)
@@ -140,7 +143,6 @@ def _assign_torch(x: torch.Tensor, centroids: torch.Tensor, chunk_size: int | No
     mean = c.to(torch.float64).mean(dim=0).to(dtype)
     c = c - mean
     c_sq = (c * c).sum(dim=1)
-    c_max = float(c_sq.max().sqrt())
     # One matmul gives |c|^2 - 2 x.c: x gets a column of ones, the centroids a row of
     # squared norms (a bias added by addmm would cost one more pass over the chunk).
     c_aug = torch.cat([-2.0 * c.t(), c_sq[None]], dim=0)  # [d + 1, K]
@@ -150,30 +152,58 @@ def _assign_torch(x: torch.Tensor, centroids: torch.Tensor, chunk_size: int | No
         pad = c_aug.new_zeros(d + 1, block - k % block)
         pad[d] = float("inf")
         c_aug = torch.cat([c_aug, pad], dim=1)
-    # |computed - exact| <= (d + 6) u (|x| + |c|max)^2 for every screened entry (matmul,
-    # squared norms, centring); two entries are compared, and a factor 2 spare on top.
-    coef = 4.0 * (d + 8) * unit_roundoff(dtype, x.device)
+    screen = _Screen(
+        x, centroids, mean, c_aug, block, float(c_sq.max().sqrt()),
+        # |computed - exact| <= (d + 6) u (|x| + |c|max)^2 for every screened entry
+        # (matmul, squared norms, centring); two entries are compared, and 2x spare.
+        4.0 * (d + 8) * unit_roundoff(dtype, x.device),
+    )  # fmt: skip
     rows = min(n, chunk_size or chunk_rows(k))
+    starts = list(range(0, n, rows))
     out = torch.empty(n, dtype=torch.long, device=x.device)
-    # Buffers reused by every chunk: fresh multi-MB allocations would page-fault each time.
-    x_aug = torch.ones(rows, d + 1, dtype=dtype, device=x.device)
-    dist_buf = torch.empty(rows, c_aug.shape[1], dtype=dtype, device=x.device)
-    for start in range(0, n, rows):
-        m = min(rows, n - start)
-        xb = torch.sub(x[start : start + m], mean, out=x_aug[:m, :d])
-        dist = torch.mm(x_aug[:m], c_aug, out=dist_buf[:m])
-        best, idx, second = _best_two(dist, block)
-        tol = (torch.linalg.vector_norm(xb, dim=1) + c_max).square_().mul_(coef)
-        # "not >" also catches NaN from float32 overflow (|x| > ~1e19): then every
-        # centroid is a candidate and float64 decides.
-        unsure = ~((second - best) > tol)
-        if bool(unsure.any()):
-            r = unsure.nonzero()[:, 0]
-            limit = best[r] + tol[r]
-            candidates = (dist[r] <= limit[:, None]) | ~torch.isfinite(limit)[:, None]
-            idx[r] = _decide_exactly(x[start + r], centroids, candidates[:, :k])
-        out[start : start + rows] = idx
+    if x.device.type != "cpu":
+        screen.run(starts, rows, out)
+        return out
+    # On CPU every thread takes its own chunks (see `compgs.vq._threads`).
+    workers = max(1, min(torch.get_num_threads(), len(starts)))
+    run_parallel([partial(screen.run, starts[i::workers], rows, out) for i in range(workers)])
     return out
+
+
+@dataclasses.dataclass
+class _Screen:
+    """What every chunk of `_assign_torch` needs (see the module docstring)."""
+
+    x: torch.Tensor
+    centroids: torch.Tensor
+    mean: torch.Tensor  # [d] centroid mean, in the working dtype
+    c_aug: torch.Tensor  # [d + 1, K'] -2 (c - mean)^T over |c - mean|^2, padded to blocks
+    block: int | None
+    c_max: float  # largest |c - mean|
+    coef: float  # rounding bound = coef (|x - mean| + c_max)^2
+
+    def run(self, starts: list[int], rows: int, out: torch.Tensor) -> None:
+        """Assign the chunks of ``rows`` vectors beginning at ``starts`` into ``out``."""
+        n, d = self.x.shape
+        k = self.centroids.shape[0]
+        # Buffers reused by every chunk: fresh multi-MB allocations would page-fault.
+        x_aug = self.c_aug.new_ones(rows, d + 1)
+        dist_buf = self.c_aug.new_empty(rows, self.c_aug.shape[1])
+        for start in starts:
+            m = min(rows, n - start)
+            xb = torch.sub(self.x[start : start + m], self.mean, out=x_aug[:m, :d])
+            dist = torch.mm(x_aug[:m], self.c_aug, out=dist_buf[:m])
+            best, idx, second = _best_two(dist, self.block)
+            tol = (torch.linalg.vector_norm(xb, dim=1) + self.c_max).square_().mul_(self.coef)
+            # "not >" also catches NaN from float32 overflow (|x| > ~1e19): then every
+            # centroid is a candidate and float64 decides.
+            unsure = ~((second - best) > tol)
+            if bool(unsure.any()):
+                r = unsure.nonzero()[:, 0]
+                limit = best[r] + tol[r]
+                candidates = (dist[r] <= limit[:, None]) | ~torch.isfinite(limit)[:, None]
+                idx[r] = _decide_exactly(self.x[start + r], self.centroids, candidates[:, :k])
+            out[start : start + m] = idx
 
 
 def _best_two(
@@ -193,7 +223,8 @@ def _best_two(
     blocks = dist.view(rows, -1, block)
     block_min = blocks.amin(dim=2)
     best, which = block_min.min(dim=1)
-    inside = blocks[torch.arange(rows, device=dist.device), which]  # a copy, [B, block]
+    first_block = torch.arange(0, rows * blocks.shape[1], blocks.shape[1], device=dist.device)
+    inside = dist.view(-1, block).index_select(0, first_block + which)  # a copy, [B, block]
     pos = inside.min(dim=1).indices
     inside.scatter_(1, pos[:, None], float("inf"))
     block_min.scatter_(1, which[:, None], float("inf"))

@@ -41,6 +41,7 @@ class SortedLevels:
     values: torch.Tensor  # float64 sorted values
     bounds: torch.Tensor  # float64
     right_wins: torch.Tensor  # bool
+    run_end: torch.Tensor  # head of the next run: where a value passing this bound lands
 
 
 def sorted_levels(centroids: torch.Tensor) -> SortedLevels:
@@ -60,7 +61,8 @@ def sorted_levels(centroids: torch.Tensor) -> SortedLevels:
     mid = (values + values.gather(1, next_head)) * 0.5
     bounds = torch.where(has_next, mid, torch.full_like(mid, float("inf")))
     right_wins = has_next & (order.gather(1, next_head) < order.gather(1, head))
-    return SortedLevels(order, values, bounds.contiguous(), right_wins)
+    run_end = torch.where(has_next, next_head, k - 1)
+    return SortedLevels(order, values, bounds.contiguous(), right_wins, run_end)
 
 
 def assign_1d(values: torch.Tensor, levels: SortedLevels) -> torch.Tensor:
@@ -72,12 +74,14 @@ def assign_1d(values: torch.Tensor, levels: SortedLevels) -> torch.Tensor:
         # bound < v  <=>  round_down32(bound) < v  and  bound <= v  <=>  round_up32(bound) <= v.
         v = values.to(torch.float32).contiguous()
         strictly_below, at_most = _float32_brackets(levels.bounds)
-    below = torch.searchsorted(strictly_below, v, side="left")  # bounds strictly below v
-    upto = torch.searchsorted(at_most, v, side="right")  # bounds <= v
     k = levels.bounds.shape[1]
-    on_bound = upto > below
-    goes_right = levels.right_wins.gather(1, below.clamp(max=k - 1))
-    slot = torch.where(on_bound & goes_right, upto, below)
+    below = torch.searchsorted(strictly_below, v, side="left")  # bounds strictly below v
+    # v lies exactly on the next bound: it goes past that bound (and past the equal
+    # bounds of a run of repeated centroids) when the right side has the lower index.
+    nxt = below.clamp(max=k - 1)
+    on_bound = at_most.gather(1, nxt) <= v
+    passes = on_bound & levels.right_wins.gather(1, nxt)
+    slot = torch.where(passes, levels.run_end.gather(1, nxt), below)
     return levels.order.gather(1, slot)
 
 

@@ -79,6 +79,21 @@ def test_chunked_equals_unchunked(case):
         assert torch.equal(assign(x, c, backend="torch", chunk_size=chunk), whole)
 
 
+def test_threads_do_not_change_the_result():
+    x, c = random_case(3000, 300, 6, seed=13)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            results.append(assign(x, c, backend="torch", chunk_size=100))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(r, results[0]) for r in results)
+    assert torch.equal(results[0], brute_assign(x, c))
+    assert torch.get_num_threads() == threads
+
+
 def test_half_and_double_inputs():
     x, c = random_case(500, 20, 6, seed=5)
     for dtype in (torch.float16, torch.bfloat16, torch.float64):

@@ -40,8 +40,9 @@ def test_straight_through_gradient_equals_gradient_wrt_quantized():
     assert book.centroids.grad is None  # centroids are data, not parameters
 
 
-def test_fit_assign_update_semantics():
-    book, x = fitted()
+@pytest.mark.parametrize("d", [3, 20])  # 20: the sparse (CSR) update path on CPU
+def test_fit_assign_update_semantics(d):
+    book, x = fitted(d=d)
     assert book.ready and book.assignments.shape == (600,)
     assert torch.equal(book.assignments, brute_assign(x, book.centroids))
     moved = x + 0.3
@@ -55,6 +56,7 @@ def test_fit_assign_update_semantics():
     book.update(moved)
     expected = update_centroids(moved, book.assignments, 16, previous=book.centroids)
     assert torch.allclose(book.centroids, expected, atol=1e-6)
+    assert (book._members.matrix is not None) == (d >= 16)
     w = torch.rand(600)
     book.update(moved, weights=w)
     expected = update_centroids(moved, book.assignments, 16, weights=w, previous=book.centroids)

@@ -9,7 +9,7 @@ import torch
 
 from compgs.errors import InputError
 from compgs.vq import inertia, kmeans, update_centroids
-from compgs.vq.members import Membership
+from compgs.vq.members import SUM_PART, Membership, scatter_sums
 from tests.vq.helpers import agreement, blobs, brute_assign
 
 PATHS = [{"backend": "auto"}, {"backend": "torch"}]
@@ -188,6 +188,25 @@ def test_membership_sums_equal_index_add(sparse):
     expected = torch.zeros(53, 7, dtype=torch.float64).index_add_(0, a, x.double())
     assert torch.allclose(members.sums(x).double(), expected, atol=1e-4)
     assert torch.equal(members.counts, torch.bincount(a, minlength=53).float())
+
+
+def test_large_scatter_sums_do_not_depend_on_threads():
+    g = torch.Generator().manual_seed(16)
+    n = 2 * SUM_PART + 1234  # three parts
+    x = torch.randn(n, 3, generator=g)
+    a = torch.randint(0, 20, (n,), generator=g)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = scatter_sums(x, a, 20)
+        torch.set_num_threads(2)
+        two = scatter_sums(x, a, 20)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    expected = torch.zeros(20, 3, dtype=torch.float64).index_add_(0, a, x.double())
+    assert torch.allclose(one.double(), expected, atol=1e-3)
+    assert torch.get_num_threads() == threads
 
 
 def test_update_centroids_half_accumulates_in_float32():
