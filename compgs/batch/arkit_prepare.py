@@ -148,9 +148,13 @@ def _turned_png(path: Path, turns: int) -> bytes:
     return buf.getvalue()
 
 
-def prepare_arkit(
-    raw_root: Path,
-    video_id: str,
+def prepare_arkit(raw_root: Path, video_id: str, out: Path, **options) -> Path:
+    """Prepare video ``video_id`` found under ``raw_root`` (see `prepare_video`)."""
+    return prepare_video(find_raw_video(raw_root, str(video_id)), out, **options)
+
+
+def prepare_video(
+    video: Path,
     out: Path,
     *,
     frames: int = 300,
@@ -161,7 +165,7 @@ def prepare_arkit(
     overwrite: bool = False,
     seed: int = 0,
 ) -> Path:
-    """Turn raw video ``video_id`` under ``raw_root`` into the scene folder ``out``.
+    """Turn the raw video folder ``video`` (``<video_id>/``) into the scene folder ``out``.
 
     Args:
         frames: how many frames to keep (one per window of the video).
@@ -181,7 +185,12 @@ def prepare_arkit(
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: already exists and is not empty (pass --overwrite to replace)")
-    video = find_raw_video(raw_root, str(video_id))
+    video = Path(video)
+    if arkit.find_video(video) is None:
+        raise InputError(
+            f"{video}: not a raw ARKitScenes video (no lowres_wide.traj and lowres_wide/)"
+        )
+    video_id = video.name
     parsed = arkit.parse_arkit(video, tolerance=tolerance)
     timed = sorted(parsed.frames, key=lambda f: arkit.timestamp(f.image))
     picked, scores = pick_sharpest(timed, frames)
@@ -223,8 +232,12 @@ def prepare_arkit(
             "frames": [
                 {
                     "file_path": name,
-                    "fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2], "cy": K[1, 2],
-                    "w": int(w), "h": int(h),
+                    "fl_x": K[0, 0],
+                    "fl_y": K[1, 1],
+                    "cx": K[0, 2],
+                    "cy": K[1, 2],
+                    "w": int(w),
+                    "h": int(h),
                     "transform_matrix": (pose @ GL_TO_CV).tolist(),
                 }  # fmt: skip
                 for name, K, pose, w, h in entries

@@ -25,6 +25,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("compgs.cli.demo:demo", "run the main job on the embedded default scene"),
     "generate-scene": ("compgs.cli.generate_scene:generate_scene", "write the default scene"),
     "scene-info": ("compgs.cli.scene_info:scene_info", "describe a scene folder"),
+    "batch": (
+        "compgs.cli.batch:batch",
+        "train + compress + evaluate a scene collection (local/Ray)",
+    ),
+    "prepare": ("compgs.cli.prepare:prepare", "raw capture -> scene folder (prepare arkit ...)"),
+    "datasets": ("compgs.cli.datasets:datasets", "scene lists: ARKit-200, DL3DV-140"),
 }
 
 

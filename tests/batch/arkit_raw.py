@@ -14,8 +14,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy.spatial.transform import Rotation
 
-from compgs.data.synthetic import default_spec, make_cameras, render
-from compgs.data.synthetic import pixel_rays
+from compgs.data.synthetic import default_spec, make_cameras, pixel_rays, render
 
 W, H = 40, 30  # upright image size (landscape)
 
@@ -79,7 +78,11 @@ def write_raw_video(
         stem = f"{video_id}_{t:.3f}"
         im.save(folder / "lowres_wide" / f"{stem}.png")
         (folder / "lowres_wide_intrinsics" / f"{stem}.pincam").write_text(
-            " ".join(str(x) for x in (w, h, *(float(K[i, j]) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2))))) + "\n"
+            " ".join(
+                str(x)
+                for x in (w, h, *(float(K[i, j]) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2))))
+            )
+            + "\n"
         )
         w2c = np.linalg.inv(c2w)
         rotvec = Rotation.from_matrix(w2c[:3, :3]).as_rotvec()

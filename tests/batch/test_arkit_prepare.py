@@ -19,7 +19,9 @@ from tests.batch.arkit_raw import write_raw_video
 
 def _prepared(out):
     meta = json.loads((out / "transforms.json").read_text())
-    K = np.array([[[f["fl_x"], 0, f["cx"]], [0, f["fl_y"], f["cy"]], [0, 0, 1]] for f in meta["frames"]])
+    K = np.array(
+        [[[f["fl_x"], 0, f["cx"]], [0, f["fl_y"], f["cy"]], [0, 0, 1]] for f in meta["frames"]]
+    )
     c2w = np.array([np.array(f["transform_matrix"]) @ GL_TO_CV for f in meta["frames"]])
     return meta, K, c2w
 
@@ -47,7 +49,9 @@ def test_prepare_recovers_poses_intrinsics_images_and_surfaces(tmp_path, sky):
     xyz, rgb = read_point_ply(out / "sparse_pc.ply")
     assert len(xyz) > 300
     dist = np.abs(default_spec(0).surface_distance(xyz))
-    assert np.median(dist) < 0.005 and np.quantile(dist, 0.98) < 0.05, np.quantile(dist, [0.5, 0.98])
+    assert np.median(dist) < 0.005 and np.quantile(dist, 0.98) < 0.05, np.quantile(
+        dist, [0.5, 0.98]
+    )
     # and the result is a scene the loader reads, with those points
     scene = load_scene(out, test_every=0)
     assert scene.parser == "nerfstudio" and scene.point_source == "ply" and len(scene.train) == 10
