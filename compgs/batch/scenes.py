@@ -80,6 +80,8 @@ def collect_scenes(spec: str, root: Path | None = None) -> list[SceneEntry]:
             if not paths:
                 raise InputError(f"{spec_path}: no scene folders inside")
     else:
+        if not glob.has_magic(str(spec)):
+            raise InputError(f"--scenes {spec}: no such list file or folder")
         paths = _expand(spec, base or Path.cwd())
         if not paths:
             raise InputError(

@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 
 from compgs.data.synthetic import default_spec, make_cameras, pixel_rays, render
 
-W, H = 40, 30  # upright image size (landscape)
+W, H = 40, 30  # default upright image size (landscape)
 
 
 @dataclasses.dataclass
@@ -30,7 +30,19 @@ class RawVideo:
     blurred: set[int]
 
 
-def raw_camera(K_up: np.ndarray, c2w_up: np.ndarray, sky: str):
+def arc_camera(azimuth: float) -> np.ndarray:
+    """OpenCV camera-to-world on a circle of radius 3.5 at height 2, looking at the objects."""
+    eye = np.array([3.5 * np.cos(azimuth), 3.5 * np.sin(azimuth), 2.0])
+    forward = np.array([0.0, 0.0, 0.3]) - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, np.cross(forward, right), forward, eye
+    return c2w
+
+
+def raw_camera(K_up: np.ndarray, c2w_up: np.ndarray, sky: str, w: int = W, h: int = H):
     """The sensor's camera when the sky shows on the ``sky`` side of the raw image.
 
     "right": the raw x axis is the upright up (-y), the raw y axis the upright x.
@@ -38,13 +50,13 @@ def raw_camera(K_up: np.ndarray, c2w_up: np.ndarray, sky: str):
     when fx_r = fy, fy_r = fx, cx_r = H - cy, cy_r = cx (equating the two rays).
     """
     if sky == "up":
-        return K_up.copy(), c2w_up.copy(), W, H
+        return K_up.copy(), c2w_up.copy(), w, h
     assert sky == "right"
     fx, fy, cx, cy = K_up[0, 0], K_up[1, 1], K_up[0, 2], K_up[1, 2]
-    K = np.array([[fy, 0, H - cy], [0, fx, cx], [0, 0, 1.0]])
+    K = np.array([[fy, 0, h - cy], [0, fx, cx], [0, 0, 1.0]])
     c2w = c2w_up.copy()
     c2w[:3, 0], c2w[:3, 1] = -c2w_up[:3, 1], c2w_up[:3, 0]
-    return K, c2w, H, W
+    return K, c2w, h, w
 
 
 def write_raw_video(
@@ -56,9 +68,17 @@ def write_raw_video(
     blur: tuple[int, ...] = (),
     depth: bool = True,
     seed: int = 0,
+    width: int = W,
+    height: int = H,
+    arc_degrees: float | None = None,
+    supersample: int = 1,
 ) -> RawVideo:
+    """A video of ``num_frames``: cameras spread over the hemisphere (default), or, with
+    ``arc_degrees``, a smooth walk that far around the objects (what SfM needs)."""
     spec = default_spec(seed)
-    K_up, c2w_up = make_cameras(num_frames, W, H, seed=seed)
+    K_up, c2w_up = make_cameras(num_frames, width, height, seed=seed)
+    if arc_degrees is not None:
+        c2w_up = np.stack([arc_camera(np.radians(a)) for a in np.linspace(0, arc_degrees, num_frames)])
     K_up = K_up.copy()
     K_up[0, 0] *= 1.02  # fx != fy and an off-centre principal point: nothing symmetric
     K_up[0, 2] += 0.75
@@ -69,9 +89,9 @@ def write_raw_video(
     times = [round(100.0 + 0.1 * i, 3) for i in range(num_frames)]
     traj, upright = [], []
     for i, (t, cam) in enumerate(zip(times, c2w_up)):
-        upright.append(render(spec, K_up, cam, W, H, supersample=1))
-        K, c2w, w, h = raw_camera(K_up, cam, sky)
-        rgb = render(spec, K, c2w, w, h, supersample=1)
+        upright.append(render(spec, K_up, cam, width, height, supersample=supersample))
+        K, c2w, w, h = raw_camera(K_up, cam, sky, width, height)
+        rgb = render(spec, K, c2w, w, h, supersample=supersample)
         im = Image.fromarray(rgb)
         if i in blur:
             im = im.filter(ImageFilter.BoxBlur(2))
