@@ -78,7 +78,9 @@ def write_raw_video(
     spec = default_spec(seed)
     K_up, c2w_up = make_cameras(num_frames, width, height, seed=seed)
     if arc_degrees is not None:
-        c2w_up = np.stack([arc_camera(np.radians(a)) for a in np.linspace(0, arc_degrees, num_frames)])
+        c2w_up = np.stack(
+            [arc_camera(np.radians(a)) for a in np.linspace(0, arc_degrees, num_frames)]
+        )
     K_up = K_up.copy()
     K_up[0, 0] *= 1.02  # fx != fy and an off-centre principal point: nothing symmetric
     K_up[0, 2] += 0.75

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compgs.data.synthetic import generate
+from tests.batch.arkit_raw import write_raw_video
 
 # A few CompGS steps on a 24x18 scene: quantization starts at step 8 (20k/30k of 12),
 # so every scene writes and evaluates a real scene.cgs, in seconds.
@@ -14,12 +15,16 @@ METHOD = "compgs-32k"
 TIMING = {"train_seconds", "wall_seconds", "fps"}
 
 
+ARKIT = "41069021"  # a raw ARKit video: the batch prepares it before training
+ORDER = (ARKIT, "bad", "s0")  # the scenes, in the order the batch lists (and runs) them
+
+
 def make_collection(root: Path) -> Path:
-    """``root/scenes/{bad,s0,s1}``: two tiny generated scenes and a corrupt one."""
+    """``root/scenes/{41069021,bad,s0}``: a raw ARKit video (held rolled, with depth),
+    a corrupt scene and a generated nerfstudio scene, all tiny."""
     scenes = Path(root) / "scenes"
-    for seed in (0, 1):
-        generate(scenes / f"s{seed}", seed=seed, width=24, height=18, num_views=6,
-                 num_points=300, supersample=1)  # fmt: skip
+    write_raw_video(scenes, ARKIT, num_frames=9, sky="right")
+    generate(scenes / "s0", width=24, height=18, num_views=6, num_points=300, supersample=1)
     (scenes / "bad").mkdir(parents=True)
     (scenes / "bad" / "transforms.json").write_text('{"frames": [')  # truncated
     return scenes
