@@ -27,7 +27,9 @@ EXHAUSTIVE_LIMIT = 60  # more frames than this: match each with its neighbours i
 MIN_REGISTERED = 3  # fewer cameras make no model worth training
 
 
-def align_similarity(src_c2w: np.ndarray, dst_c2w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def align_similarity(
+    src_c2w: np.ndarray, dst_c2w: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
     """(s, R, t) mapping the cameras ``src_c2w`` [N,4,4] onto ``dst_c2w``: x -> s R x + t.
 
     R is the rotation nearest to sum_i R_dst,i R_src,i^T (the orientations of all

@@ -17,7 +17,7 @@ from compgs.atomic import atomic_open, atomic_write_text
 COLUMNS = (
     "scene", "status", "error", "psnr", "ssim", "lpips", "psnr_am", "test_images", "mse",
     "num_gaussians", "size_bytes", "size_file", "ply_bytes", "compression_ratio",
-    "bits_per_gaussian", "steps", "train_seconds", "wall_seconds", "fps", "device",
+    "bits_per_gaussian", "steps", "train_seconds", "train_wall_seconds", "wall_seconds", "fps", "device",
     "source", "run_dir", "log",
 )  # fmt: skip
 PENDING = "pending"  # listed but not run (yet): a batch that was stopped

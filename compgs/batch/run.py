@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -93,13 +94,41 @@ def run_batch(entries: list[SceneEntry], out: Path, options: BatchOptions) -> Ba
     resolve_start_method(options.start_method)
     build_config(options.method, options.overrides, Path("."), Path("."))  # bad options fail now
     batch = BatchDir(out)
-    _claim(batch, entries, options)
-    handler = _batch_log(batch)
+    with _exclusive(batch):
+        _claim(batch, entries, options)
+        handler = _batch_log(batch)
+        try:
+            return _run(batch, entries, options)
+        finally:
+            logging.getLogger("compgs.batch").removeHandler(handler)
+            handler.close()
+
+
+@contextlib.contextmanager
+def _exclusive(batch: BatchDir):
+    """One driver per batch folder: a second one would run the same scenes twice.
+
+    An advisory lock on DIR/.lock, released by the kernel when the process
+    ends however it ends (kill -9 included), so it never needs cleaning up.
+    """
     try:
-        return _run(batch, entries, options)
-    finally:
-        logging.getLogger("compgs.batch").removeHandler(handler)
-        handler.close()
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    batch.root.mkdir(parents=True, exist_ok=True)
+    with open(batch.root / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise InputError(
+                f"{batch.root}: another batch is running there (pid {f.read().strip() or '?'})"
+            ) from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
 
 
 def _run(batch: BatchDir, entries: list[SceneEntry], options: BatchOptions) -> BatchResult:
@@ -225,7 +254,11 @@ def _claim(batch: BatchDir, entries: list[SceneEntry], options: BatchOptions) ->
             name, (was, now) = next(iter(moved.items()))
             raise InputError(f"scene {name!r} was {was} in this batch, now {now}")
         scenes = {**stored.get("scenes", {}), **scenes}
-    elif batch.root.exists() and any(batch.root.iterdir()) and not options.resume:
+    elif (
+        batch.root.exists()
+        and any(p.name != ".lock" for p in batch.root.iterdir())
+        and not options.resume
+    ):
         raise InputError(f"{batch.root}: not empty and not a batch folder; choose another --out")
     record = {"version": FORMAT_VERSION, **identity, "scenes": scenes}
     atomic_write_text(batch.batch_json, json.dumps(record, indent=1) + "\n")

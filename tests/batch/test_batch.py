@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from compgs.batch.layout import DONE, BatchDir
-from compgs.codec.files import read_cgs, size_breakdown
 from compgs.batch.report import psnr_am, read_results_csv
 from compgs.batch.run import BatchOptions, run_batch
 from compgs.batch.scenes import collect_scenes
+from compgs.codec.files import read_cgs, size_breakdown
 from tests.batch.helpers import ARKIT, METHOD, TINY, make_collection, results_without_timing
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 from compgs.batch.engines import gpu_slots
 from compgs.batch.layout import BatchDir
 from compgs.batch.report import psnr_am, read_results_csv, summary_markdown, write_results_csv
-from compgs.batch.run import BatchOptions, _claim
+from compgs.batch.run import BatchOptions, _claim, run_batch
 from compgs.batch.scene_job import SceneJob, build_config, scene_row
 from compgs.batch.scenes import SceneEntry, collect_scenes, resolve_scene_dir, unique_names
 from compgs.errors import InputError
@@ -98,6 +98,24 @@ def test_resume_needs_the_same_batch(tmp_path):
     (tmp_path / "other" / "file").write_text("")
     with pytest.raises(InputError, match="not empty and not a batch folder"):
         _claim(BatchDir(tmp_path / "other"), entries, BatchOptions())
+
+
+def test_one_driver_per_batch_folder(tmp_path):
+    import fcntl
+    import os
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "transforms.json").write_text("{}")
+    with open(tmp_path / "out" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        with pytest.raises(
+            InputError, match=f"another batch is running there \\(pid {os.getpid()}\\)"
+        ):
+            run_batch(collect_scenes(str(tmp_path / "s")), tmp_path / "out", BatchOptions())
+    assert not (tmp_path / "out" / "batch.json").exists()
 
 
 def _row(name, psnrs, size=1000):
