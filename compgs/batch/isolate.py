@@ -32,19 +32,8 @@ from compgs.errors import InputError
 log = logging.getLogger(__name__)
 
 START_METHODS = ("auto", "forkserver", "spawn")
-# Imported once by the fork server (never run: importing starts no OpenMP thread).
-PRELOAD = [
-    "numpy",
-    "torch",
-    "compgs.batch.scene_job",
-    "compgs.train.run",
-    "compgs.train.trainer",
-    "compgs.train.qat",
-    "compgs.render.cpu",
-    "compgs.eval.evaluate",
-    "compgs.data.scene",
-    "sklearn.neighbors",
-]
+# Imported once by the fork server (imports only: see compgs.batch.warm).
+PRELOAD = ["compgs.batch.warm"]
 PARENT_POLL_SECONDS = 1.0
 
 

@@ -83,11 +83,12 @@ def run_scene(job: SceneJob, timeout: float | None = None, start_method: str = "
         # earlier task with other devices, so pass them explicitly
         job = dataclasses.replace(job, cuda_devices=os.environ["CUDA_VISIBLE_DEVICES"])
     start = time.perf_counter()
+    failure = batch.work_dir(job.name) / FAILURE
     try:
+        failure.unlink(missing_ok=True)  # so that a crash is never blamed on an old error
         outcome = run_isolated(scene_main, (job,), timeout=timeout, start_method=start_method)
         if batch.is_done(job.name):
             return read_json(batch.scene_dir(job.name) / RESULT)
-        failure = batch.work_dir(job.name) / FAILURE
         if failure.is_file() and not outcome.timed_out:
             error = read_json(failure)["error"]
         else:
