@@ -28,6 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compress-model": ("compgs.cli.compress_model:compress_model", "k-means codebooks for a CNN"),
     "view": ("compgs.cli.view:view", "open a splat file in the browser viewer (on localhost)"),
     "export": ("compgs.cli.export:export", "write a static web viewer folder for a scene"),
+    "batch": (
+        "compgs.cli.batch:batch",
+        "train + compress + evaluate a scene collection (local/Ray)",
+    ),
+    "prepare": ("compgs.cli.prepare:prepare", "raw capture -> scene folder (prepare arkit ...)"),
+    "datasets": ("compgs.cli.datasets:datasets", "scene lists: ARKit-200, DL3DV-140"),
 }
 
 
