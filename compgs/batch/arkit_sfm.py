@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from compgs.data.geometry import invert_rigid
+from compgs.data.triangulate import match_calibrated
 from compgs.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -113,30 +114,10 @@ def _reconstruct(tmp: Path, image_dir: Path, names: list[str], by_name: dict, nu
     import pycolmap
 
     db_path = tmp / "database.db"
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "PINHOLE"
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.num_threads = num_threads
-    extraction.use_gpu = False
-    pycolmap.extract_features(
-        db_path, image_dir, image_names=names, camera_mode=pycolmap.CameraMode.PER_IMAGE,
-        reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu,
-    )  # fmt: skip
-    db = pycolmap.Database.open(db_path)
-    for im in db.read_all_images():  # ARKit's calibration as a fixed prior
-        cam = db.read_camera(im.camera_id)
-        K = by_name[im.name][1]
-        cam.params = [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]
-        cam.has_prior_focal_length = True
-        db.update_camera(cam)
-    db.close()
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.use_gpu = False
-    matching.num_threads = num_threads
-    if len(names) <= EXHAUSTIVE_LIMIT:
-        pycolmap.match_exhaustive(db_path, matching_options=matching, device=pycolmap.Device.cpu)
-    else:
-        pycolmap.match_sequential(db_path, matching_options=matching, device=pycolmap.Device.cpu)
+    # ARKit's calibration as a fixed prior
+    K_by_name = {name: by_name[name][1] for name in names}
+    match_calibrated(db_path, image_dir, names, K_by_name, num_threads=num_threads,
+                     exhaustive_limit=EXHAUSTIVE_LIMIT)  # fmt: skip
     options = pycolmap.IncrementalPipelineOptions()
     options.ba_refine_focal_length = False
     options.ba_refine_principal_point = False

@@ -55,6 +55,49 @@ def triangulate(
     return xyz, rgb
 
 
+def match_calibrated(
+    db_path: Path,
+    image_dir: Path,
+    names: list[str],
+    K_by_name: dict[str, np.ndarray],
+    *,
+    max_features: int = 8192,
+    num_threads: int = -1,
+    exhaustive_limit: int = EXHAUSTIVE_LIMIT,
+) -> None:
+    """SIFT features of ``names`` in ``image_dir`` and their verified matches, written to the
+    COLMAP database ``db_path``; every image is a PINHOLE camera with its known ``K`` [3,3]
+    as a prior, so that geometric verification is calibrated. Exhaustive matching up to
+    ``exhaustive_limit`` images, sequential (neighbours in name order) beyond."""
+    import pycolmap
+
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "PINHOLE"
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.sift.max_num_features = max_features
+    extraction.num_threads = num_threads
+    extraction.use_gpu = False
+    pycolmap.extract_features(
+        db_path, image_dir, image_names=names, camera_mode=pycolmap.CameraMode.PER_IMAGE,
+        reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu,
+    )  # fmt: skip
+    db = pycolmap.Database.open(db_path)
+    for im in db.read_all_images():
+        cam = db.read_camera(im.camera_id)
+        k = K_by_name[im.name]
+        cam.params = [k[0, 0], k[1, 1], k[0, 2], k[1, 2]]
+        cam.has_prior_focal_length = True
+        db.update_camera(cam)
+    db.close()
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.use_gpu = False
+    matching.num_threads = num_threads
+    match = (
+        pycolmap.match_exhaustive if len(names) <= exhaustive_limit else pycolmap.match_sequential
+    )
+    match(db_path, matching_options=matching, device=pycolmap.Device.cpu)
+
+
 def _run(images, K, c2w, max_features, min_track_length, num_threads):
     """Extract, match and triangulate in a temporary folder: (xyz [P,3], colours [P,3])."""
     import pycolmap
@@ -70,42 +113,9 @@ def _run(images, K, c2w, max_features, min_track_length, num_threads):
             Image.fromarray(im).save(buf, format="PNG")
             (image_dir / name).write_bytes(buf.getvalue())
         db_path = tmp / "database.db"
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = "PINHOLE"
-        extraction = pycolmap.FeatureExtractionOptions()
-        extraction.sift.max_num_features = max_features
-        extraction.num_threads = num_threads
-        extraction.use_gpu = False
-        pycolmap.extract_features(
-            db_path,
-            image_dir,
-            image_names=names,
-            camera_mode=pycolmap.CameraMode.PER_IMAGE,
-            reader_options=reader,
-            extraction_options=extraction,
-            device=pycolmap.Device.cpu,
-        )
         index = {name: i for i, name in enumerate(names)}
-        db = pycolmap.Database.open(db_path)
-        db_images = db.read_all_images()
-        for im in db_images:  # the known intrinsics, so that verification is calibrated
-            cam = db.read_camera(im.camera_id)
-            k = K[index[im.name]]
-            cam.params = [k[0, 0], k[1, 1], k[0, 2], k[1, 2]]
-            cam.has_prior_focal_length = True
-            db.update_camera(cam)
-        db.close()
-        matching = pycolmap.FeatureMatchingOptions()
-        matching.use_gpu = False
-        matching.num_threads = num_threads
-        if len(images) <= EXHAUSTIVE_LIMIT:
-            pycolmap.match_exhaustive(
-                db_path, matching_options=matching, device=pycolmap.Device.cpu
-            )
-        else:
-            pycolmap.match_sequential(
-                db_path, matching_options=matching, device=pycolmap.Device.cpu
-            )
+        match_calibrated(db_path, image_dir, names, {n: K[i] for n, i in index.items()},
+                         max_features=max_features, num_threads=num_threads)  # fmt: skip
 
         rec = pycolmap.Reconstruction()
         db = pycolmap.Database.open(db_path)

@@ -14,6 +14,7 @@ import logging
 
 import torch
 
+from compgs.render.reference import quat_to_rotmat
 from compgs.train.model import GaussianModel
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,6 @@ class DensifyConfig:
     """After the first reset, Gaussians larger than this (relative to the extent) are removed."""
     max_gaussians: int = 0
     """Stop growing beyond this many Gaussians (0: no limit); a guard for CPU budgets."""
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [N,3,3] of (not necessarily unit) wxyz quaternions [N,4]."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(-1, 3, 3)  # fmt: skip
 
 
 class Densifier:
