@@ -20,3 +20,10 @@ class CorruptFileError(CompgsError):
 
 class UnsupportedFormatError(CompgsError):
     """A file is valid but in a format or version the project cannot handle."""
+
+
+def check_port(port: int, what: str = "--port") -> int:
+    """A TCP port number (0: any free port) or an InputError naming the flag."""
+    if not 0 <= port <= 65535:
+        raise InputError(f"{what} {port}: a TCP port is 0..65535")
+    return port

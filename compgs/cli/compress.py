@@ -46,10 +46,12 @@ def compress(
     from compgs.atomic import atomic_write_bytes
     from compgs.codec import CodecOptions, decode
     from compgs.codec.files import describe
+    from compgs.errors import InputError
     from compgs.quantize import attribute_rmse, compress_splats, parse_sizes
 
     console = Console()
-    splats = io.load(src)
+    if output.suffix.lower() != ".cgs":
+        raise InputError(f"{output}: the output of compress is a .cgs file (name it *.cgs)")
     overrides = {
         k: v
         for k, v in dict(positions=positions, opacities=opacities, codebooks=codebooks).items()
@@ -59,6 +61,7 @@ def compress(
     options = dataclasses.replace(
         base, **overrides, sort_key=sort_key, zstd_level=zstd_level or None
     )
+    splats = io.load(src)  # after the options are checked (sort key, zstd level)
     start = time.perf_counter()
     with console.status(f"k-means on {splats.num_gaussians:,} Gaussians ..."):
         result = compress_splats(
@@ -67,10 +70,6 @@ def compress(
         )  # fmt: skip
     seconds = time.perf_counter() - start
     atomic_write_bytes(output, result.data)
-    for name, (asked, used) in result.quantized.clamped.items():
-        console.print(
-            f"codebook {name!r}: {asked} codes clamped to {used} for {splats.num_gaussians:,} Gaussians"
-        )
     decoded = decode(result.data, str(output))
     rmse = attribute_rmse(splats.index(result.order), decoded)
     in_size, out_size = src.stat().st_size, len(result.data)

@@ -7,7 +7,9 @@ the trainer; each command is a typed function that tyro turns into flags.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import inspect
 import io
 import logging
 import sys
@@ -88,13 +90,31 @@ def parse(target, args: list[str], prog: str, default=None):
     # tyro reports bad flags in a multi-line box on stderr; keep its words, one line.
     captured = io.StringIO()
     kwargs = {"default": default} if default is not None else {}
+    # A command function runs after parsing, outside the redirect: its own warnings and
+    # errors must reach the user, and its SystemExit is not a bad flag.
+    command = inspect.isfunction(target)
+    parse_only = _recorder(target) if command else target
     try:
         with contextlib.redirect_stderr(captured):
-            return tyro.cli(target, args=args, prog=prog, **kwargs)
+            parsed = tyro.cli(parse_only, args=args, prog=prog, **kwargs)
     except SystemExit as e:
         if e.code not in (0, None):
             _fail(f"{prog}: {_one_line(captured.getvalue())}", 2)
         raise
+    if not command:
+        return parsed
+    call_args, call_kwargs = parsed
+    return target(*call_args, **call_kwargs)
+
+
+def _recorder(func):
+    """A stand-in with ``func``'s signature and docs that returns its arguments."""
+
+    @functools.wraps(func)
+    def record(*args, **kwargs):
+        return args, kwargs
+
+    return record
 
 
 def _one_line(box: str) -> str:
@@ -103,6 +123,8 @@ def _one_line(box: str) -> str:
     for line in box.splitlines():
         text = line.strip().strip("│╭╮╰╯─ ").strip()
         if text and not text.startswith("For full helptext") and not set(text) <= set("─"):
+            if words and text.startswith(words[-1]):  # tyro repeats a box's title in its body
+                words.pop()
             words.append(text)
     return " ".join(words) or "bad arguments (see --help)"
 

@@ -9,6 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The and the paper's spelling of nested flags.
+_CLI_ALIASES = {"--codebook-from": "--compgs.codebook-from"}
+
+
+def _port(text: str) -> int:
+    from compgs.errors import InputError, check_port
+
+    try:
+        port = int(text)
+    except ValueError:
+        raise InputError(f"--viewer-port {text!r}: expected a port number") from None
+    return check_port(port, "--viewer-port")
+
 
 def _pop_option(argv: list[str], name: str) -> str | None:
     for i, arg in enumerate(argv):
@@ -29,6 +42,7 @@ def train(argv: list[str]) -> None:
     from compgs.train.config import TrainConfig, load_yaml
     from compgs.train.run import train as run_training
     from compgs.train.rundir import find_run
+    from compgs.train.trainer import resolve_device
 
     argv = list(argv)
     if "-h" in argv or "--help" in argv:
@@ -39,7 +53,8 @@ def train(argv: list[str]) -> None:
     method = _pop_option(argv, "--method")
     viewer = "--viewer" in argv
     argv = [arg for arg in argv if arg != "--viewer"]
-    viewer_port = int(_pop_option(argv, "--viewer-port") or 8080)
+    viewer_port = _port(_pop_option(argv, "--viewer-port") or "8080")
+    argv = [_CLI_ALIASES.get(arg, arg) for arg in argv]
     if resume is not None:
         run_dir, _ = find_run(Path(resume))
         default = load_yaml(TrainConfig, run_dir / "config.yml")
@@ -48,6 +63,12 @@ def train(argv: list[str]) -> None:
     else:
         default = get_method(method or "3dgs")
     config = parse(TrainConfig, argv, "compgs train", default=default)
+    resolve_device(config.device)  # before minutes of scene loading
+    source = config.compgs.codebook_from
+    if source is not None and not config.compgs.quantize:
+        raise InputError(f"--codebook-from needs a CompGS method, not {config.method!r}")
+    if source is not None and not Path(source).exists():
+        raise InputError(f"--codebook-from {source}: no such run folder or file")
     if resume is None and not Path(config.data).is_dir():
         raise InputError(f"{config.data}: no such scene folder (pass --data DIR)")
     hooks = []

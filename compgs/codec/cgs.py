@@ -22,6 +22,7 @@ import torch
 
 from compgs.codec import container
 from compgs.codec.bitpack import bits_for, pack_bits, packed_size, unpack_bits
+from compgs.codec.container import ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL
 from compgs.codec.morton import morton_codes
 from compgs.codec.rle import expand_runs, run_lengths
 from compgs.codec.u8 import opacity_logit_to_u8, u8_to_opacity_logit
@@ -68,6 +69,17 @@ class CodecOptions:
     sort_key: str | None = None
     morton_within_runs: bool = True
     zstd_level: int | None = 19
+
+    def __post_init__(self):
+        # Checked here, before minutes of k-means, rather than when the file is written.
+        if self.sort_key is not None and self.sort_key not in self.groups:
+            raise InputError(
+                f"sort key {self.sort_key!r} is not a quantized group ({', '.join(self.groups)})"
+            )
+        if self.zstd_level is not None and not ZSTD_MIN_LEVEL <= self.zstd_level <= ZSTD_MAX_LEVEL:
+            raise InputError(
+                f"zstd level {self.zstd_level} is outside {ZSTD_MIN_LEVEL}..{ZSTD_MAX_LEVEL}"
+            )
 
     @staticmethod
     def bitq(**overrides) -> CodecOptions:
@@ -315,6 +327,9 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
         "opacities": n * OPACITY_BYTES[op_enc],
     }
     try:
+        names = [g["name"] for g in groups]
+        if not all(isinstance(name, str) for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"group names {names} are not distinct strings")
         for g in groups:
             k, dim, bits = _json_int(g["k"]), _json_int(g["dim"]), _json_int(g["bits"])
             cb_enc = g["codebook"]
@@ -333,9 +348,16 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
             else:
                 expected[f"idx.{g['name']}"] = packed_size(n, bits)
         for r in raw_fields:
+            if r["field"] in claimed or r["field"] in ("means", "opacities"):
+                raise ValueError(f"field {r['field']!r} is stored twice")
+            claimed.add(r["field"])
             expected[f"raw.{r['field']}"] = (
                 n * math.prod(shapes[r["field"]]) * FLOAT_BYTES[r["encoding"]]
             )
+        stored = claimed | {"means", "opacities"}
+        missing = [f for f in FIELDS if f not in stored and math.prod(shapes[f])]
+        if missing:
+            raise ValueError(f"fields {missing} are stored nowhere")
     except (ValueError, KeyError, TypeError, InputError) as e:
         fail("meta", f"invalid group description ({e})")
     if set(expected) != set(table):

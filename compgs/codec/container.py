@@ -45,6 +45,10 @@ class Container:
     header_bytes: int  # header + section table
 
 
+# zstd's levels: negative ones trade ratio for speed, 22 is the slowest and smallest.
+ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL = -7, 22
+
+
 def header_size(num_sections: int) -> int:
     return HEADER.size + num_sections * ENTRY.size
 

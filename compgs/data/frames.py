@@ -64,6 +64,8 @@ class ParsedScene:
 
     def keep_existing(self) -> None:
         """Drop frames whose image file is missing, with one warning and a count."""
+        if not self.frames:
+            raise InputError(f"{self.root}: the {self.parser} poses list no images")
         exists = [f.image.is_file() for f in self.frames]
         keep = [i for i, ok in enumerate(exists) if ok]
         missing = [f for f, ok in zip(self.frames, exists) if not ok]

@@ -25,6 +25,7 @@ from compgs.errors import InputError
 log = logging.getLogger(__name__)
 
 POINT_SOURCES = ("sfm", "depth", "triangulated", "random", "ply")
+MIN_IMAGE_SIDE = 16  # below this a downscale factor has left nothing to train on
 
 
 @dataclasses.dataclass
@@ -184,6 +185,11 @@ def load_scene(
     views = build_views(parsed.root, frames, downscale, cache)
     K = np.stack([v.K for v in views])
     sizes = np.array([v.image.size for v in views])
+    if sizes.min() < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"{root}: --downscale {downscale} leaves {sizes.min()} px images "
+            f"(at least {MIN_IMAGE_SIDE} px needed); use a smaller factor"
+        )
     c2w_world = np.stack([f.c2w for f in frames])
 
     norm = (

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from compgs.errors import InputError
 from compgs.eval.metrics import psnr_from_mse, ssim
 from compgs.splats import Splats
 from compgs.train.config import TrainConfig
@@ -53,9 +54,21 @@ class TrainHook:
 
 
 def resolve_device(name: str) -> torch.device:
+    """ "auto", "cpu", "cuda" or "cuda:N"; a device this machine lacks is an input error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA devices")
+    elif device.type != "cpu":
+        raise InputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def position_lr(config: TrainConfig, extent: float, step: int) -> float:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from compgs.errors import InputError
+from compgs.errors import InputError, check_port
 from compgs.splats import SH_C0, Splats
 from compgs.train.trainer import TrainHook
 
@@ -62,6 +62,7 @@ class LiveView(TrainHook):
             raise InputError("the live view needs viser: pip install 'compgs[viewer]'") from e
         if every < 1:
             raise InputError(f"the live view refresh interval must be >= 1 step, got {every}")
+        check_port(port, "--viewer-port")
         self.every = every
         self.max_gaussians = max_gaussians
         self.metrics_interval = metrics_interval

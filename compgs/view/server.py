@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from compgs.errors import InputError
+from compgs.errors import InputError, check_port
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, path: str | Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+        check_port(port)
         path = Path(path).resolve()
         if not path.is_file():
             raise InputError(

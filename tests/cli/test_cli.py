@@ -74,3 +74,48 @@ def test_console_script_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert "not a multiple of 32" in result.stderr
     assert not (tmp_path / "o.ply").exists()
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--device", "foo"], "--device 'foo': expected auto, cpu, cuda or cuda:N"),
+        (["--viewer", "--viewer-port", "abc"], "expected a port number"),
+        (["--viewer", "--viewer-port", "99999"], "a TCP port is 0..65535"),
+        (["--codebook-from", "/nonexistent"], "needs a CompGS method"),
+        (["--method", "compgs-4k", "--codebook-from", "/nonexistent"], "no such run folder"),
+        (["--method", "nope"], "unknown method"),
+    ],
+)
+def test_train_rejects_bad_flags_before_loading(tmp_path, capsys, flags, message):
+    """Checked before the scene is read: the folder here is not even a scene."""
+    code, _, err = run_cli(["train", "--data", str(tmp_path), *flags], capsys)
+    assert code == 1 and err.count("\n") == 1 and message in err, err
+
+
+def test_train_on_a_device_this_machine_lacks(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run_cli(["train", "--data", str(tmp_path), "--device", "cuda"], capsys)
+    assert code == 1 and "CUDA is not available" in err
+
+
+def test_command_output_on_stderr_is_not_swallowed(capsys):
+    """Only tyro's parsing is captured; what a command itself says reaches the user."""
+    from compgs.cli.main import parse
+
+    def loud(x: int = 1) -> int:
+        print("from the command", file=sys.stderr)
+        return x + 1
+
+    assert parse(loud, ["--x", "4"], "loud") == 5
+    assert "from the command" in capsys.readouterr().err
+
+
+def test_view_rejects_a_port_out_of_range(tmp_path, capsys):
+    path = tmp_path / "s.splat"
+    io.save(Splats.random(5), path)
+    code, _, err = run_cli(["view", str(path), "--no-browser", "--port", "99999"], capsys)
+    assert code == 1 and "a TCP port is 0..65535" in err

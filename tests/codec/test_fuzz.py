@@ -101,3 +101,47 @@ def test_consistent_checksums_with_lying_metadata(which, pick, value):
         decode(data)
     except CorruptFileError:
         pass
+
+
+def _relabel(data: bytes, edit) -> bytes:
+    """``data`` with its metadata rewritten by ``edit`` (which returns the names of sections to
+    drop), re-checksummed: only the reader's semantic checks can catch it."""
+    import json
+
+    from compgs.codec import container
+
+    c = container.unpack_container(data)
+    meta = json.loads(c.sections["meta"])
+    dropped = edit(meta) or ()
+    sections = {k: v for k, v in c.sections.items() if k not in dropped}
+    sections["meta"] = json.dumps(meta).encode()
+    return container.pack_container(c.num_gaussians, sections, zstd_level=None)
+
+
+def _duplicate_group_name(meta):
+    # dc and scale have the same width and K: named alike, the section table would match
+    # the metadata again once dc's own sections are gone; only distinct names can tell.
+    dc = next(g for g in meta["groups"] if g["name"] == "dc")
+    dc["name"] = "scale"
+    return ("cb.dc", "idx.dc")
+
+
+def _field_twice(meta):
+    meta["raw_fields"] = [{"field": "scales", "encoding": "f32"}]
+
+
+def _field_missing(meta):
+    meta["groups"] = [g for g in meta["groups"] if "scales" not in g["fields"]]
+    return ("cb.scale", "idx.scale")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [(_duplicate_group_name, "not distinct"), (_field_twice, "stored twice"),
+     (_field_missing, "stored nowhere")],
+)  # fmt: skip
+def test_metadata_that_names_fields_inconsistently_is_corrupt(edit, message):
+    sizes = {"dc": 8, "sh": 8, "scale": 8, "rot": 8}
+    data = encode(*random_quantized(64, sizes=sizes), CodecOptions(zstd_level=None, sort_key="rot"))
+    with pytest.raises(CorruptFileError, match=message):
+        decode(_relabel(data, edit))

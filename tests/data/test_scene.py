@@ -145,6 +145,8 @@ def test_normalization_and_extent(tmp_path):
             "2 images but no camera poses",
         ),
         (lambda d: (d / "notes.txt").write_text("hi"), "no scene found"),
+        (lambda d: (d / "transforms.json").write_text('{"frames": []}'), "poses list no images"),
+        (lambda d: np.save(d / "poses_bounds.npy", np.zeros((0, 17))), "poses list no images"),
     ],
 )
 def test_bad_folders(tmp_path, setup, message):
@@ -158,6 +160,7 @@ def test_bad_arguments(tmp_path):
     write_nerfstudio(tmp_path, ring(3))
     for kwargs, message in (
         ({"downscale": 0}, "downscale must be"),
+        ({"downscale": 64}, "leaves 1 px images"),
         ({"test_every": 1}, "test_every must be"),
         ({"parser": "colmap"}, "not a colmap scene"),
         ({"parser": "nope"}, "unknown parser"),

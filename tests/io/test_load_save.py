@@ -77,3 +77,21 @@ def test_real_files_convert_and_back(tmp_path, real_splat_files):
         # back to .splat: the original bytes (positions, colours, rotations) are kept
         io.save(s, tmp_path / "r.splat", sort=False)
         assert (tmp_path / "r.splat").read_bytes()[:32][:12] == path.read_bytes()[:12]
+
+
+def test_outputs_get_the_mode_of_an_ordinary_file(tmp_path):
+    """Temporary files are private; the published file is readable as umask allows."""
+    import os
+    import stat
+
+    from compgs.atomic import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.bin", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o600
