@@ -151,7 +151,7 @@ def main() -> None:
     try:
         import faiss
     except ImportError:
-        sys.exit("bench_kmeans needs faiss-cpu (pip install faiss-cpu, or the 'bench' extra)")
+        sys.exit("bench_kmeans needs faiss-cpu (pip install faiss-cpu, or the 'faiss' extra)")
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     print(f"threads={args.threads}  torch {torch.__version__}  faiss {faiss.__version__}")

@@ -292,26 +292,41 @@ def _dequantize_groups(spec, groups, table, codes, members, fail) -> torch.Tenso
 def load_nola(path: str | os.PathLike, model: nn.Module) -> NOLACheckpoint:
     """Load a checkpoint into ``model``: a base model gets the adapters first, a model
     that already has them must have the same ones. Extra tensors are copied into the
-    model's parameters or buffers of the same name.
+    model's parameters or buffers of the same name; every parameter ends frozen.
 
-    Raises InputError when the checkpoint was made for a different architecture.
+    Raises InputError when the checkpoint was made for a different architecture; then
+    the model is left exactly as it was (everything is checked before anything changes).
     """
     ckpt = read_nola(path)
-    _attach(model, ckpt, str(path))
-    load_coefficients(model, ckpt.coefficients)
+    source = str(path)
+    to_wrap = _check_layers(model, ckpt, source)
     state = dict(model.named_parameters()) | dict(model.named_buffers())
+    for name, tensor in ckpt.extra.items():
+        target = state.get(name)
+        if target is None or tuple(target.shape) != tuple(tensor.shape):
+            raise InputError(
+                f"{source}: extra tensor '{name}' {tuple(tensor.shape)} has no match in the model"
+            )
+    made = []
+    try:
+        for layer in to_wrap:
+            made.append(_wrap_from_checkpoint(model, layer, source))
+        load_coefficients(model, ckpt.coefficients)
+    except Exception:
+        for layer_path, adapter in made:  # leave the model as it was
+            parent_name, _, child = layer_path.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, adapter.base)
+        raise
     with torch.no_grad():
         for name, tensor in ckpt.extra.items():
-            target = state.get(name)
-            if target is None or tuple(target.shape) != tuple(tensor.shape):
-                raise InputError(
-                    f"{path}: extra tensor '{name}' {tuple(tensor.shape)} has no match in the model"
-                )
-            target.copy_(tensor)
+            state[name].copy_(tensor)
+    for p in model.parameters():
+        p.requires_grad_(False)
     return ckpt
 
 
-def _attach(model: nn.Module, ckpt: NOLACheckpoint, source: str) -> None:
+def _check_layers(model: nn.Module, ckpt: NOLACheckpoint, source: str) -> list[dict]:
+    """The checkpoint's layers that still need an adapter, after checking every layer."""
     layers = ckpt.meta["layers"]
     present = adapters(model)
     wanted = [layer["path"] for layer in layers]
@@ -320,6 +335,7 @@ def _attach(model: nn.Module, ckpt: NOLACheckpoint, source: str) -> None:
             f"{source}: the model's adapters {sorted(present)} differ from the checkpoint's {sorted(wanted)}"
         )
     modules = dict(model.named_modules())
+    to_wrap = []
     for layer in layers:
         path = layer["path"]
         module = present.get(path)
@@ -336,21 +352,23 @@ def _attach(model: nn.Module, ckpt: NOLACheckpoint, source: str) -> None:
                 f"{source}: made for a different architecture: layer '{path}' should be a "
                 f"{layer['kind']} with weight {layer['shape']}, the model has {got}"
             )
-        if module is not None:
-            if {**module.config(), "seed": module.seed} != layer["config"]:
-                raise InputError(
-                    f"{source}: adapter '{path}' is configured differently from the checkpoint"
-                )
-            continue
-        config = dict(layer["config"])
-        method = config.pop("method", None)
-        layout = config.pop("layout", None)
-        config["conv_layout"] = "square" if layout == "natural" else layout
-        try:
-            wrap_layer(model, path, method, name=layer.get("name", path), **config)
-        except TypeError as e:
-            raise CorruptFileError(
-                f"{source}: layer '{path}' has a bad adapter config ({e})"
-            ) from e
-    for p in model.parameters():
-        p.requires_grad_(False)
+        if module is None:
+            to_wrap.append(layer)
+        elif {**module.config(), "seed": module.seed} != layer["config"]:
+            raise InputError(
+                f"{source}: adapter '{path}' is configured differently from the checkpoint"
+            )
+    return to_wrap
+
+
+def _wrap_from_checkpoint(model: nn.Module, layer: dict, source: str):
+    """(path, adapter) for one checkpoint layer, wrapped around the model's module."""
+    config = dict(layer["config"])
+    method = config.pop("method", None)
+    layout = config.pop("layout", None)
+    config["conv_layout"] = "square" if layout == "natural" else layout
+    path = layer["path"]
+    try:
+        return path, wrap_layer(model, path, method, name=layer.get("name", path), **config)
+    except TypeError as e:
+        raise CorruptFileError(f"{source}: layer '{path}' has a bad adapter config ({e})") from e

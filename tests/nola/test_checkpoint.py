@@ -153,6 +153,27 @@ def test_a_checkpoint_for_another_architecture_is_refused(tmp_path):
         load_nola(tmp_path / "x.nola", tiny())
 
 
+def test_a_refused_checkpoint_leaves_the_model_as_it_was(tmp_path):
+    save_nola(tmp_path / "a.nola", trained(), extra={"nope": torch.zeros(2)})
+    save_nola(tmp_path / "b.nola", trained())
+    for path, breaks in (("a.nola", lambda m: None), ("b.nola", _widen_fc)):
+        model = tiny()
+        breaks(model)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        grads = {k: p.requires_grad for k, p in model.named_parameters()}
+        with pytest.raises(InputError):  # the earlier layers match: only the last one differs
+            load_nola(tmp_path / path, model)
+        assert adapters(model) == {}
+        after = model.state_dict()
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert grads == {k: p.requires_grad for k, p in model.named_parameters()}
+
+
+def _widen_fc(model):
+    model.fc = nn.Linear(model.fc.in_features, model.fc.out_features + 1)
+
+
 def test_every_corrupted_byte_is_detected(tmp_path):
     data = encode_nola(trained(k=5, l=5), QuantSpec(4), extra={"x": torch.ones(3)})
     step = max(1, len(data) // 150)
