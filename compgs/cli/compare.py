@@ -15,7 +15,8 @@ def compare(
     """Compare finished training runs: SSIM, PSNR, LPIPS, FPS, size, train time, #Gaussians.
 
     Args:
-        runs: run directories written by `compgs train` (each holds metrics.json).
+        runs: run directories written by `compgs train` (each holds metrics.json), or
+            metrics files such as the eval-*.json that `compgs eval --file` writes.
         plot: where to write the rate-distortion plot (size on a log axis vs PSNR).
     """
     from rich.console import Console

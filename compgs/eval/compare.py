@@ -10,14 +10,26 @@ from compgs.errors import InputError
 COLUMNS = ("method", "SSIM", "PSNR", "LPIPS", "FPS", "size MB", "train min", "#Gaussians")
 
 
-def load_run_metrics(run_dir: Path) -> dict:
-    path = Path(run_dir) / "metrics.json"
+# What a run ships; another file evaluated on the run (`compgs eval --file`) is named.
+RUN_OUTPUTS = ("splats.ply", "scene.cgs")
+
+
+def load_run_metrics(run: Path) -> dict:
+    """A run folder's metrics.json, or a metrics file itself (e.g. `compgs eval --file`'s)."""
+    run = Path(run)
+    path = run if run.suffix == ".json" else run / "metrics.json"
     if not path.is_file():
-        raise InputError(f"{run_dir}: no metrics.json (not a finished training run)")
+        raise InputError(f"{run}: no metrics.json (not a finished training run)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON ({e.msg})") from e
+
+
+def label(metrics: dict) -> str:
+    method = metrics.get("method", "?")
+    shipped = metrics.get("size_file")
+    return method if shipped in (None, *RUN_OUTPUTS) else f"{method} ({shipped})"
 
 
 def table_rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
@@ -27,13 +39,13 @@ def table_rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
         lp = mean.get("lpips")
         rows.append(
             [
-                m.get("method", "?"),
+                label(m),
                 f"{mean['ssim']:.3f}",
                 f"{mean['psnr']:.2f}",
                 f"{lp:.3f}" if lp is not None else "n/a",
                 f"{m['fps']:.0f}",
                 f"{m['size_bytes'] / 1e6:.2f}",
-                f"{m.get('train_seconds', float('nan')) / 60:.1f}",
+                f"{m['train_seconds'] / 60:.1f}" if "train_seconds" in m else "n/a",
                 f"{m['num_gaussians']:,}",
             ]
         )
@@ -54,7 +66,7 @@ def rate_distortion_plot(runs: list[tuple[Path, dict]], path: Path) -> None:
         size, psnr = m["size_bytes"] / 1e6, m["eval"]["mean"]["psnr"]
         ax.scatter(size, psnr)
         ax.annotate(
-            m.get("method", "?"),
+            label(m),
             (size, psnr),
             textcoords="offset points",
             xytext=(4, 4),

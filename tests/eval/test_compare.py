@@ -33,3 +33,17 @@ def test_compare_rejects_unfinished_runs(tmp_path, capsys):
         main(["compare", str(tmp_path)])
     assert exc.value.code == 1
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_compare_takes_an_evaluated_file_under_its_own_name(tmp_path, capsys):
+    a = fake_run(tmp_path / "a", "3dgs", 30.0, 50_000_000)
+    metrics = json.loads((a / "metrics.json").read_text())
+    metrics.update(size_bytes=2_500_000, size_file="ptq.cgs")
+    metrics["eval"]["mean"]["psnr"] = 29.8
+    (a / "eval-test-ptq.json").write_text(json.dumps(metrics))
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", str(a), str(a / "eval-test-ptq.json"), "--plot", str(tmp_path / "p.png")])
+        raise SystemExit(0)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "3dgs (ptq.cgs)" in out and "29.80" in out and "2.50" in out
