@@ -1,4 +1,4 @@
-"""Benchmark: rendering speed of several trained scenes, side by side, in one process.
+"""Rendering speed of several trained scenes, side by side, in one process.
 
 FPS recorded at the end of a training run depends on what else the machine was
 doing then; a ratio between two runs is only honest when both are measured
@@ -7,7 +7,7 @@ given splat file in interleaved rounds (A B C, A B C, ...), same threads, same
 backend, and prints each file's best frames per second and its ratio to the
 first file (the baseline, e.g. the 3DGS PLY).
 
-    python tools/bench_fps.py RUN_DIR FILE_OR_RUN [FILE_OR_RUN ...] [--rounds 5] [--threads 2]
+    python tools/fps_side_by_side.py RUN_DIR FILE_OR_RUN [FILE_OR_RUN ...] [--rounds 5] [--threads 2]
 
 A run folder stands for what it ships (scene.cgs if present, else splats.ply).
 """
@@ -69,7 +69,7 @@ def main() -> None:
     for f, s, t in zip(files, splats, best):
         print(f"  {str(f):<70} {s.num_gaussians:>9,} G  {1 / t:7.2f} FPS  x{base / t:5.2f}")
     for f, s, t in zip(files, splats, best):
-        print(json.dumps({"bench": "fps", "file": str(f), "gaussians": s.num_gaussians,
+        print(json.dumps({"measure": "fps", "file": str(f), "gaussians": s.num_gaussians,
                           "fps": 1 / t, "ratio_to_first": base / t}))  # fmt: skip
 
 
