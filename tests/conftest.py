@@ -23,6 +23,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
+def maryrose_dir(shared_data: Path) -> Path:
+    """The real 69-photo capture (LLFF poses, masks)."""
+    path = shared_data / "maryrose"
+    if not (path / "poses_bounds.npy").is_file():
+        pytest.skip(f"the real capture is not at {path}")
+    return path
+
+
+@pytest.fixture
 def real_splat_files(shared_data: Path) -> list[Path]:
     files = sorted((shared_data / "splats").glob("*/*.splat"))
     if len(files) < 3:
