@@ -22,7 +22,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def maryrose_dir(shared_data: Path) -> Path:
     """The real 69-photo capture (LLFF poses, masks)."""
     path = shared_data / "maryrose"

@@ -25,7 +25,7 @@ from compgs.errors import InputError
 log = logging.getLogger(__name__)
 
 POINT_SOURCES = ("sfm", "depth", "triangulated", "random", "ply")
-MIN_IMAGE_SIDE = 16  # below this a downscale factor has left nothing to train on
+MIN_IMAGE_SIDE = 4  # below this a downscale factor has left nothing to train on
 
 
 @dataclasses.dataclass

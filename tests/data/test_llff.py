@@ -55,6 +55,16 @@ def test_llff_poses_masks_and_random_points(tmp_path):
     assert (((depth > 3 - 1e-6) & (depth < 5 + 1e-6)).any(axis=0)).all()
 
 
+def test_llff_downscale_scales_the_poses_file_intrinsics(tmp_path):
+    cams = llff_ring(9)
+    write_llff(tmp_path, cams, near=3.0, far=5.0)
+    scene = load_scene(tmp_path, downscale=2, num_random_points=100, cache_dir=tmp_path / "c")
+    assert scene.train.width.tolist() == [32] * 7 and scene.image(0).shape == (32, 32, 3)
+    for c in cams:
+        c.fx, c.fy, c.cx, c.cy = c.fx / 2, c.fy / 2, c.cx / 2, c.cy / 2
+    assert_projects(scene.train, [c for i, c in enumerate(cams) if i % 8], scene.normalization)
+
+
 def test_llff_count_mismatch(tmp_path):
     write_llff(tmp_path, llff_ring(3))
     write_image(tmp_path / "images" / "extra.png", 8, 8)
@@ -63,11 +73,9 @@ def test_llff_count_mismatch(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def maryrose(shared_data, tmp_path_factory):
+def maryrose(maryrose_dir, tmp_path_factory):
     cache = tmp_path_factory.mktemp("maryrose-cache")
-    return load_scene(
-        shared_data / "maryrose", downscale=16, cache_dir=cache, num_random_points=5000
-    ), cache
+    return load_scene(maryrose_dir, downscale=16, cache_dir=cache, num_random_points=5000), cache
 
 
 def test_maryrose_loads(maryrose):

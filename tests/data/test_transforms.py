@@ -236,3 +236,10 @@ def test_blender_rgba_split_and_focal(tmp_path):
     im = scene.image(0, "test").numpy()
     assert np.allclose(im[0, 0], 1.0)  # transparent -> white, the NeRF-synthetic protocol
     assert np.allclose(im[15, 15], [200 / 255, 0, 0])
+    # downscaled: half the pixels, half the intrinsics (the focal comes from an angle)
+    half = load_scene(tmp_path, num_random_points=100, downscale=2, cache_dir=tmp_path / "c")
+    assert half.train.width.tolist() == [W // 2] * 5
+    for c in cams:
+        c.fx, c.fy, c.cx, c.cy = c.fx / 2, c.fy / 2, c.cx / 2, c.cy / 2
+    assert_projects(half.train, cams[:5], half.normalization)
+    assert np.allclose(half.image(0, "test").numpy()[0, 0], 1.0)
