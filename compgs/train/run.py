@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
+import threading
 from pathlib import Path
 
 from compgs.atomic import atomic_write_text
@@ -111,8 +113,14 @@ def train(
 
     bar, task = _progress(progress, config, trainer.step)
     try:
-        with bar if bar is not None else contextlib.nullcontext():
-            trainer.fit(on_step)
+        with bar if bar is not None else contextlib.nullcontext(), _ctrl_c_between_steps() as asked:
+
+            def step_then_maybe_stop(t, stats) -> None:
+                on_step(t, stats)
+                if asked():
+                    raise KeyboardInterrupt
+
+            trainer.fit(step_then_maybe_stop)
     except KeyboardInterrupt:
         path = save_checkpoint(run_dir, trainer.step, trainer.state_dict())
         raise Interrupted(
@@ -122,6 +130,28 @@ def train(
     save_checkpoint(run_dir, trainer.step, trainer.state_dict())
     finish(trainer, scene, run_dir)
     return run_dir
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_steps():
+    """The first Ctrl-C stops training after the current step (so that the checkpoint never
+    holds a half-edited model, e.g. mid-densification); a second one stops at once."""
+    pressed = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # signals reach the main thread only
+        return
+
+    def handler(signum, frame):
+        pressed.append(signum)
+        signal.signal(signal.SIGINT, previous)
+        log.warning("Ctrl-C: stopping after this step (press again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler) or signal.default_int_handler
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        if not pressed:
+            signal.signal(signal.SIGINT, previous)
 
 
 def finish(trainer, scene, run_dir: Path) -> dict:

@@ -133,3 +133,32 @@ def test_presets_exist():
     for name in ("3dgs", "3dgs-nosh", "3dgs-fast"):
         assert get_method(name).method == name
     assert get_method("3dgs-nosh").sh_degree == 0
+
+
+def test_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(tiny_scene_dir, tmp_path):
+    """SIGINT in the middle of a step (here: inside a hook) finishes that step first."""
+    import os
+    import signal
+
+    from compgs.train.rundir import checkpoints, load_checkpoint
+    from compgs.train.run import Interrupted, train
+    from compgs.train.trainer import TrainHook
+
+    class PressCtrlC(TrainHook):
+        def extra_loss(self, trainer, splats, step):
+            if step == 30:
+                os.kill(os.getpid(), signal.SIGINT)  # delivered now, mid-step
+            return None
+
+    config = tiny_config(tiny_scene_dir, max_steps=60)
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupted, match="interrupted at step 31"):
+        train(config, run_dir=run_dir, progress=False, extra_hooks=[PressCtrlC()])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    [(step, path)] = checkpoints(run_dir)
+    state = load_checkpoint(path)
+    assert step == 31 and not (run_dir / "metrics.json").exists()
+    n = {p.shape[0] for p in state["model"]["params"].values()}
+    assert len(n) == 1  # every field has the same Gaussian count
+    train(config, resume=run_dir, progress=False)
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 60
