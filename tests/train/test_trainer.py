@@ -140,8 +140,8 @@ def test_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(tiny_scene_dir,
     import os
     import signal
 
-    from compgs.train.rundir import checkpoints, load_checkpoint
     from compgs.train.run import Interrupted, train
+    from compgs.train.rundir import checkpoints, load_checkpoint
     from compgs.train.trainer import TrainHook
 
     class PressCtrlC(TrainHook):
