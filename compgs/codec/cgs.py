@@ -275,7 +275,21 @@ def encode_ordered(
         sections[f"raw.{field}"] = _float_bytes(values, options.codebooks, f"field {field!r}")
 
     sections = {"meta": json.dumps(meta, separators=(",", ":")).encode(), **sections}
-    return container.pack_container(n, sections, options.zstd_level), order
+    widths = _element_widths(meta)
+    return container.pack_container(n, sections, options.zstd_level, widths), order
+
+
+def _element_widths(meta: dict) -> dict[str, int]:
+    """Bytes per number of every section of numbers (for the container's byte shuffle)."""
+    widths = {
+        "means": POSITION_BYTES[meta["positions"]["encoding"]],
+        "opacities": OPACITY_BYTES[meta["opacities"]["encoding"]],
+    }
+    for g in meta["groups"]:
+        widths[f"cb.{g['name']}"] = FLOAT_BYTES[g["codebook"]]
+    for r in meta["raw_fields"]:
+        widths[f"raw.{r['field']}"] = FLOAT_BYTES[r["encoding"]]
+    return widths
 
 
 # --- decoding ---------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The `.cgs` container: header, section table, section payloads (docs/format.md).
 
 The container knows bytes only: named sections, an optional zstd stage per
-section (kept only when it makes the section smaller), a CRC32 per stored
+section (kept only when it makes the section smaller; for sections of 2- or
+4-byte numbers optionally after a byte shuffle, which groups the bytes of equal
+significance so that zstd sees the slowly varying high bytes together), a CRC32 per stored
 section and one over the header and table. Readers validate every offset,
 length and checksum before touching a payload, and inflate zstd sections in
 bounded chunks, so no allocation is ever sized from a number read from the
@@ -21,15 +23,21 @@ VERSION = 1
 HEADER = struct.Struct("<8sIIQII")  # magic, version, flags, N, num_sections, header CRC
 ENTRY = struct.Struct("<16sB7xQQQI4x")  # name, encoding, offset, stored, raw length, CRC
 MAX_SECTIONS = 64
-RAW, ZSTD = 0, 1
-ENCODINGS = {RAW: "raw", ZSTD: "zstd"}
+RAW, ZSTD, ZSTD_SHUFFLE2, ZSTD_SHUFFLE4 = 0, 1, 2, 3
+ENCODINGS = {
+    RAW: "raw",
+    ZSTD: "zstd",
+    ZSTD_SHUFFLE2: "zstd-shuffle2",
+    ZSTD_SHUFFLE4: "zstd-shuffle4",
+}
+SHUFFLE_WIDTH = {"zstd-shuffle2": 2, "zstd-shuffle4": 4}
 INFLATE_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
 class SectionInfo:
     name: str
-    encoding: str  # "raw" or "zstd"
+    encoding: str  # "raw", "zstd", "zstd-shuffle2" or "zstd-shuffle4"
     offset: int
     stored: int  # bytes in the file
     raw: int  # bytes after the entropy stage is undone
@@ -53,8 +61,30 @@ def header_size(num_sections: int) -> int:
     return HEADER.size + num_sections * ENTRY.size
 
 
-def pack_container(num_gaussians: int, sections: dict[str, bytes], zstd_level: int | None) -> bytes:
-    """Lay out sections in order; each is zstd-compressed when that makes it smaller."""
+def shuffle(raw: bytes, width: int) -> bytes:
+    """Byte ``j`` of every ``width``-byte element, for j = 0 .. width - 1, one plane after another."""
+    import numpy as np
+
+    return np.frombuffer(raw, np.uint8).reshape(-1, width).T.tobytes()
+
+
+def unshuffle(planes: bytes, width: int) -> bytes:
+    import numpy as np
+
+    return np.frombuffer(planes, np.uint8).reshape(width, -1).T.tobytes()
+
+
+def pack_container(
+    num_gaussians: int,
+    sections: dict[str, bytes],
+    zstd_level: int | None,
+    widths: dict[str, int] | None = None,
+) -> bytes:
+    """Lay out sections in order; each is zstd-compressed when that makes it smaller.
+
+    ``widths`` gives the element size of sections that hold 2- or 4-byte numbers: those
+    are also tried byte-shuffled before zstd, and the smallest of the three is kept.
+    """
     if len(sections) > MAX_SECTIONS:
         raise ValueError(f"at most {MAX_SECTIONS} sections, got {len(sections)}")
     stored = []
@@ -65,9 +95,15 @@ def pack_container(num_gaussians: int, sections: dict[str, bytes], zstd_level: i
         if zstd_level is not None and raw:
             import zstandard
 
-            packed = zstandard.ZstdCompressor(level=zstd_level).compress(raw)
+            compressor = zstandard.ZstdCompressor(level=zstd_level)
+            candidates = [(ZSTD, compressor.compress(raw))]
+            width = (widths or {}).get(name, 1)
+            if width in (2, 4) and len(raw) % width == 0:
+                code = ZSTD_SHUFFLE2 if width == 2 else ZSTD_SHUFFLE4
+                candidates.append((code, compressor.compress(shuffle(raw, width))))
+            code, packed = min(candidates, key=lambda c: len(c[1]))
             if len(packed) < len(raw):
-                encoding, payload = ZSTD, packed
+                encoding, payload = code, packed
         stored.append((name, encoding, payload, len(raw)))
     offset = header_size(len(stored))
     table = b""
@@ -115,6 +151,8 @@ def read_table(data: bytes, source: str = "<bytes>") -> tuple[int, int, dict[str
             fail(name, f"out of bounds (offset {offset}, {stored} bytes, file {len(data)} bytes)")
         if encoding == RAW and raw != stored:
             fail(name, f"raw section declares {raw} bytes but stores {stored}")
+        if raw % SHUFFLE_WIDTH.get(ENCODINGS[encoding], 1):
+            fail(name, f"{raw} bytes are not whole {ENCODINGS[encoding][-1]}-byte elements")
         table[name] = SectionInfo(name, ENCODINGS[encoding], offset, stored, raw, scrc)
         expected_offset = offset + stored
     return version, n, table
@@ -144,6 +182,8 @@ def read_section(data: bytes, info: SectionInfo, source: str = "<bytes>") -> byt
         fail(info.name, f"corrupt zstd stream: {e}")
     if len(out) != info.raw:
         fail(info.name, f"inflates to {len(out)}+ bytes, table says {info.raw}")
+    if info.encoding in SHUFFLE_WIDTH:
+        return unshuffle(bytes(out), SHUFFLE_WIDTH[info.encoding])
     return bytes(out)
 
 

@@ -196,3 +196,30 @@ def test_section_out_of_bounds(valid_file):
     struct.pack_into("<I", data, container.HEADER.size - 4, zlib.crc32(head + table))
     with pytest.raises(CorruptFileError, match="out of bounds"):
         decode(bytes(data))
+
+
+def test_byte_shuffle_is_kept_only_where_it_makes_a_section_smaller():
+    smooth = np.linspace(-3, 3, 50_000).astype("<f2").tobytes()  # slowly varying high bytes
+    noise = np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    sections = {"a": smooth, "b": noise, "c": smooth[:-1]}  # odd length: no 2-byte elements
+    data = container.pack_container(7, sections, 19, widths={"a": 2, "b": 2, "c": 2})
+    _, _, table = container.read_table(data)
+    assert table["a"].encoding == "zstd-shuffle2" and table["b"].encoding == "raw"
+    assert table["c"].encoding == "zstd"
+    plain = container.pack_container(7, sections, 19)  # no widths: zstd only
+    assert len(data) < len(plain)
+    assert container.unpack_container(data).sections == sections
+
+
+def test_a_shuffled_section_of_broken_elements_is_corrupt():
+    data = bytearray(container.pack_container(1, {"a": np.arange(900, dtype="<f4").tobytes()},
+                                              19, widths={"a": 4}))  # fmt: skip
+    entry = container.HEADER.size
+    assert data[entry + 16] == container.ZSTD_SHUFFLE4
+    struct.pack_into("<Q", data, entry + 40, 3598)  # raw length: not whole 4-byte numbers
+    _, _, _, _, count, _ = container.HEADER.unpack_from(data)
+    head = bytes(data[: container.HEADER.size - 4])
+    table = bytes(data[container.HEADER.size : container.header_size(count)])
+    struct.pack_into("<I", data, container.HEADER.size - 4, zlib.crc32(head + table))
+    with pytest.raises(CorruptFileError, match="not whole 4-byte elements"):
+        container.read_table(bytes(data))

@@ -23,9 +23,14 @@ const FLOAT_BYTES: Record<string, number> = { f32: 4, f16: 2 };
 const POSITION_BYTES: Record<string, number> = { f32: 4, f16: 2, u16: 2 };
 const OPACITY_BYTES: Record<string, number> = { f32: 4, f16: 2, u8: 1 };
 
+// Section encodings (docs/format.md): zstd, optionally of the byte-shuffled numbers.
+const ENCODINGS = ["raw", "zstd", "zstd-shuffle2", "zstd-shuffle4"] as const;
+type Encoding = (typeof ENCODINGS)[number];
+const SHUFFLE_WIDTH: Partial<Record<Encoding, number>> = { "zstd-shuffle2": 2, "zstd-shuffle4": 4 };
+
 export interface SectionInfo {
   name: string;
-  encoding: "raw" | "zstd";
+  encoding: Encoding;
   offset: number;
   stored: number;
   raw: number;
@@ -114,7 +119,7 @@ export function readTable(
     const name = String.fromCharCode(...nameBytes);
     if (!name || table.has(name)) fail(`section #${i}`, `empty or repeated name ${repr(name)}`);
     const encoding = data[at + 16];
-    if (encoding !== 0 && encoding !== 1) fail(name, `unknown encoding ${encoding}`);
+    if (encoding >= ENCODINGS.length) fail(name, `unknown encoding ${encoding}`);
     const offset = u64(view, at + 24);
     const stored = u64(view, at + 32);
     const raw = u64(view, at + 40);
@@ -122,9 +127,11 @@ export function readTable(
       fail(name, `out of bounds (offset ${offset}, ${stored} bytes, file ${data.length} bytes)`);
     }
     if (encoding === 0 && raw !== stored) fail(name, `raw section declares ${raw} bytes but stores ${stored}`);
+    const width = SHUFFLE_WIDTH[ENCODINGS[encoding]] ?? 1;
+    if (raw % width !== 0) fail(name, `${raw} bytes are not whole ${width}-byte elements`);
     table.set(name, {
       name,
-      encoding: encoding === 0 ? "raw" : "zstd",
+      encoding: ENCODINGS[encoding],
       offset,
       stored,
       raw,
@@ -141,11 +148,25 @@ export function readSection(data: Uint8Array, info: SectionInfo, source = "<byte
   const payload = data.subarray(info.offset, info.offset + info.stored);
   if (crc32(payload) !== info.crc32) fail(info.name, "CRC mismatch");
   if (info.encoding === "raw") return payload;
+  let inflated: Uint8Array;
   try {
-    return inflateZstd(payload, info.raw);
+    inflated = inflateZstd(payload, info.raw);
   } catch (e) {
     return fail(info.name, `corrupt zstd stream: ${(e as Error).message}`);
   }
+  const width = SHUFFLE_WIDTH[info.encoding];
+  return width === undefined ? inflated : unshuffle(inflated, width);
+}
+
+/** Undo the byte shuffle: plane j holds byte j of every ``width``-byte number. */
+function unshuffle(planes: Uint8Array, width: number): Uint8Array {
+  const count = planes.length / width;
+  const out = new Uint8Array(planes.length);
+  for (let j = 0; j < width; j++) {
+    const plane = planes.subarray(j * count, (j + 1) * count);
+    for (let i = 0; i < count; i++) out[i * width + j] = plane[i];
+  }
+  return out;
 }
 
 /** ``key`` is one of the object's own keys (never an inherited one such as "toString"). */
