@@ -14,6 +14,7 @@ def eval_run(
     backend: str = "auto",
     device: str = "auto",
     file: Path | None = None,
+    per_image: bool = False,
 ) -> None:
     """Evaluate the Gaussians a run wrote (scene.cgs if present, else splats.ply).
 
@@ -24,11 +25,12 @@ def eval_run(
         device: auto, cpu, cuda.
         file: evaluate this splat file on the run's scene instead (e.g. the output of
             `compgs compress RUN/splats.ply`); metrics go to eval-<split>-<file stem>.json.
+        per_image: also print every image's PSNR, SSIM and LPIPS.
     """
     from compgs import io
     from compgs.errors import InputError
     from compgs.eval.evaluate import evaluate, measure_fps
-    from compgs.eval.report import print_metrics, write_metrics
+    from compgs.eval.report import print_metrics, print_per_image, write_metrics
     from compgs.train.config import TrainConfig, load_yaml
     from compgs.train.run import load_training_scene
     from compgs.train.trainer import resolve_device
@@ -59,3 +61,5 @@ def eval_run(
     suffix = f"-{file.stem}" if file else ""
     write_metrics(run_dir / f"eval-{split}{suffix}.json", metrics)
     print_metrics(metrics, f"{run_dir} ({files[0].name}, {split} split)")
+    if per_image:
+        print_per_image(metrics)

@@ -55,6 +55,21 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def print_per_image(metrics: dict) -> None:
+    """One row per evaluated image: where a mean hides one bad view."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="per image", title_justify="left")
+    for column in ("image", "PSNR", "SSIM", "LPIPS"):
+        table.add_column(column, justify="left" if column == "image" else "right")
+    for row in metrics["eval"]["per_image"]:
+        lp = row.get("lpips")
+        table.add_row(row["image"], f"{row['psnr']:.2f}", f"{row['ssim']:.4f}",
+                      f"{lp:.4f}" if lp is not None else "n/a")  # fmt: skip
+    Console().print(table)
+
+
 def print_metrics(metrics: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table

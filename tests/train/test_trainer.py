@@ -101,10 +101,13 @@ def test_train_cli_writes_a_run(tiny_scene_dir, tmp_path, capsys):
 
     # compgs eval on the run, and on another file against the run's scene
     with pytest.raises(SystemExit) as exc:
-        main(["eval", str(run), "--backend", "cpu"])
+        main(["eval", str(run), "--backend", "cpu", "--per-image"])
         raise SystemExit(0)
     assert exc.value.code == 0
     again = json.loads((run / "eval-test.json").read_text())
+    out = capsys.readouterr().out
+    for row in again["eval"]["per_image"]:  # the --per-image table names every image
+        assert row["image"] in out and f"{row['psnr']:.2f}" in out
     assert again["eval"]["mean"]["psnr"] == pytest.approx(metrics["eval"]["mean"]["psnr"], abs=1e-4)
     with pytest.raises(SystemExit) as exc:
         main(["eval", str(run), "--file", str(run / "missing.ply")])
