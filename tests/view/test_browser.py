@@ -207,3 +207,48 @@ def test_file_picker_drag_and_drop_and_controls(page, scene_files, served, tmp_p
     frames = page.evaluate("window.compgs.frames()")
     page.wait_for_function(f"window.compgs.frames() >= {frames + SETTLE_FRAMES}")
     assert psnr(before, png_to_array(canvas.screenshot())) > 35, "reset did not refit the view"
+
+
+def test_a_cgs_made_from_the_embedded_default_scene(page, served, tmp_path):
+    """The embedded default scene (compgs generate-scene) as Gaussians on its initial point
+    cloud, compressed with `compress_splats`: the page decodes what Python decodes and
+    draws what the project's renderer draws from one of the scene's own cameras."""
+    import torch
+
+    from compgs.data import load_scene
+    from compgs.data.cameras import Cameras
+    from compgs.data.synthetic import generate
+    from compgs.quantize import compress_splats
+    from compgs.splats import Splats, rgb_to_sh0
+    from tests.view.scene import HEIGHT, WIDTH
+
+    scene = load_scene(generate(tmp_path / "scene", num_views=8), test_every=0)
+    means = scene.points.float()
+    nearest = torch.cdist(means, means).fill_diagonal_(float("inf")).min(dim=1).values
+    n = len(means)
+    splats = Splats(
+        means=means, quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+        scales=(0.8 * nearest).clamp(min=1e-4).log()[:, None].repeat(1, 3),
+        opacities=torch.full((n,), 2.0), sh0=rgb_to_sh0(scene.point_colors.float())[:, None],
+        shN=0.02 * torch.randn(n, 3, 3, generator=torch.Generator().manual_seed(0)),
+    )  # fmt: skip
+    sizes = {"dc": 256, "sh": 64, "scale": 256, "rot": 16}
+    path = tmp_path / "default-scene.cgs"
+    path.write_bytes(compress_splats(splats, sizes, iters=4).data)
+
+    cam = scene.train[0]  # the scene's own camera, its intrinsics scaled to the page
+    K = cam.K[0].clone()
+    K[0] *= WIDTH / int(cam.width[0])
+    K[1] *= HEIGHT / int(cam.height[0])
+    camera = Cameras(K=K[None], camtoworld=cam.camtoworld, width=WIDTH, height=HEIGHT)
+
+    page.goto(served(path))
+    state = wait_loaded(page)
+    assert state["status"] == "ready", state
+    want = cgs_summary(path.read_bytes(), path.name)
+    assert state["summary"]["count"] == want["count"] == n
+    assert state["summary"]["checksums"] == want["checksums"]
+    shot = screenshot_from(page, camera)
+    assert shot.std() > 20, "blank canvas"
+    value = psnr(shot, reference_image(io.load(path), camera))
+    assert value >= 20.0, value
