@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import queue
+import socket
 from collections.abc import Callable, Sequence
 
 from compgs.batch.scene_job import SceneJob, failure_row, run_scene
@@ -99,6 +100,7 @@ def run_ray(
         raise InputError("--engine ray needs Ray: pip install 'compgs[ray]'") from e
     started = False
     if not ray.is_initialized():
+        check_ray_address(address)
         ray.init(address=address, log_to_driver=False, include_dashboard=False)
         started = True
     try:
@@ -145,3 +147,17 @@ def default_threads(workers: int, gpus: bool) -> int | None:
     if gpus or workers <= 1:
         return None
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
+    """A cluster address that does not answer is a bad flag: say so now, not after Ray's
+    own minutes of retries. "auto", "local" and ray:// client URLs are left to Ray."""
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--ray-address {address!r}: expected HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"--ray-address {address}: no Ray cluster answers there ({e})") from None

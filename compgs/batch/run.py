@@ -93,6 +93,10 @@ def run_batch(entries: list[SceneEntry], out: Path, options: BatchOptions) -> Ba
         raise InputError(f"--workers must be at least 1, got {options.workers}")
     resolve_start_method(options.start_method)
     build_config(options.method, options.overrides, Path("."), Path("."))  # bad options fail now
+    if options.engine == "ray":
+        from compgs.batch.engines import check_ray_address
+
+        check_ray_address(options.ray_address)
     batch = BatchDir(out)
     with _exclusive(batch):
         _claim(batch, entries, options)

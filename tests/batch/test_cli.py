@@ -61,3 +61,22 @@ def test_batch_flag_errors(tmp_path):
         run(["batch", "--scenes", str(tmp_path / "s"), "--out", str(tmp_path / "o"),
              "--override", "max_step=3"])  # fmt: skip
     assert not (tmp_path / "o").exists()  # nothing written before the options are valid
+
+
+def test_batch_with_a_ray_address_that_does_not_answer(tmp_path):
+    pytest.importorskip("ray")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "transforms.json").write_text("{}")
+    args = [
+        "batch",
+        "--scenes",
+        str(tmp_path / "s"),
+        "--out",
+        str(tmp_path / "o"),
+        "--engine",
+        "ray",
+    ]
+    with pytest.raises(InputError, match="no Ray cluster answers"):
+        run([*args, "--ray-address", "127.0.0.1:1"])
+    with pytest.raises(InputError, match="expected HOST:PORT"):
+        run([*args, "--ray-address", "nonsense"])
