@@ -19,20 +19,12 @@ def compare(
             metrics files such as the eval-*.json that `compgs eval --file` writes.
         plot: where to write the rate-distortion plot (size on a log axis vs PSNR).
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from compgs.errors import InputError
-    from compgs.eval.compare import COLUMNS, load_run_metrics, rate_distortion_plot, table_rows
+    from compgs.eval.compare import load_run_metrics, print_comparison, rate_distortion_plot
 
     if not runs:
         raise InputError("give at least one run directory")
     loaded = [(run, load_run_metrics(run)) for run in runs]
-    table = Table(title="Comparison (test split; metrics on what each run ships)")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
-    for row in table_rows(loaded):
-        table.add_row(*row)
-    Console().print(table)
+    print_comparison(loaded, "Comparison (test split; metrics on what each run ships)")
     rate_distortion_plot(loaded, plot)
     print(f"rate-distortion plot: {plot}")

@@ -29,7 +29,7 @@ def demo(
     from rich.console import Console
 
     from compgs.data.synthetic import generate
-    from compgs.eval.compare import COLUMNS, rate_distortion_plot, table_rows
+    from compgs.eval.compare import print_comparison, rate_distortion_plot
     from compgs.methods import get_method
     from compgs.train.run import train
 
@@ -52,15 +52,7 @@ def demo(
         run_dir = train(config)
         runs.append((run_dir, json.loads((run_dir / "metrics.json").read_text())))
 
-    from rich.table import Table
-
-    table = Table(title="demo: embedded scene, test views")
-    for column in (*COLUMNS, "ratio vs 3dgs PLY"):
-        table.add_column(column, no_wrap=True)
-    reference = runs[0][1]["size_bytes"]
-    for (_, metrics), row in zip(runs, table_rows(runs)):
-        table.add_row(*row, f"{reference / metrics['size_bytes']:.1f}x")
-    console.print(table)
+    print_comparison(runs, "demo: embedded scene, test views", ratio_to_first=True)
     plot = output_dir / "rate_distortion.png"
     rate_distortion_plot(runs, plot)
     for run_dir, _ in runs:

@@ -52,6 +52,25 @@ def table_rows(runs: list[tuple[Path, dict]]) -> list[list[str]]:
     return rows
 
 
+def print_comparison(runs: list[tuple[Path, dict]], title: str, ratio_to_first: bool = False):
+    """The table on the console; wide enough for every column even in a log file (rich
+    would otherwise squeeze it to 80 columns and elide the numbers)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    columns = [*COLUMNS, *(["ratio vs first"] if ratio_to_first else [])]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
+    reference = runs[0][1]["size_bytes"]
+    for (_, metrics), row in zip(runs, table_rows(runs)):
+        ratio = [f"{reference / metrics['size_bytes']:.1f}x"] if ratio_to_first else []
+        table.add_row(*row, *ratio)
+    console = Console()
+    console.width = max(console.width, 132)
+    console.print(table)
+
+
 def rate_distortion_plot(runs: list[tuple[Path, dict]], path: Path) -> None:
     """Size (log axis) against test PSNR, one labelled point per run."""
     import matplotlib
