@@ -17,7 +17,7 @@ noise. The first scene process of a batch also starts the fork server
 (imports torch and the trainer once per batch); that one-off cost is
 printed on its own line.
 
-    python tools/bench_batch.py [--steps 300] [--method compgs-32k] [--repeats 2] [--scenes 2]
+    python tools/bench_batch.py [--steps 300] [--method compgs-32k] [--repeats 2] [--scenes 6]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
     parser.add_argument("--method", default="compgs-32k")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--scenes", type=int, default=2, help="scenes in the run_batch case")
+    parser.add_argument("--scenes", type=int, default=6, help="scenes in the run_batch case")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     overrides = {"max_steps": args.steps, "checkpoint_every": 0}
