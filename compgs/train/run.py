@@ -137,8 +137,11 @@ def _ctrl_c_between_steps():
     """The first Ctrl-C stops training after the current step (so that the checkpoint never
     holds a half-edited model, e.g. mid-densification); a second one stops at once."""
     pressed = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False  # signals reach the main thread only
+    if (
+        threading.current_thread() is not threading.main_thread()  # signals reach it only
+        or signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)  # e.g. under nohup
+    ):
+        yield lambda: False
         return
 
     def handler(signum, frame):

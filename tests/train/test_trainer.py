@@ -155,9 +155,14 @@ def test_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(tiny_scene_dir,
 
     config = tiny_config(tiny_scene_dir, max_steps=60)
     run_dir = tmp_path / "run"
-    with pytest.raises(Interrupted, match="interrupted at step 31"):
-        train(config, run_dir=run_dir, progress=False, extra_hooks=[PressCtrlC()])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # as in a terminal (a background job, e.g. under nohup, starts with SIGINT ignored)
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Interrupted, match="interrupted at step 31"):
+            train(config, run_dir=run_dir, progress=False, extra_hooks=[PressCtrlC()])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outside)
     [(step, path)] = checkpoints(run_dir)
     state = load_checkpoint(path)
     assert step == 31 and not (run_dir / "metrics.json").exists()
@@ -165,3 +170,17 @@ def test_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(tiny_scene_dir,
     assert len(n) == 1  # every field has the same Gaussian count
     train(config, resume=run_dir, progress=False)
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 60
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """Under nohup (SIGINT ignored) training must not become interruptible by SIGINT."""
+    import signal
+
+    from compgs.train.run import _ctrl_c_between_steps
+
+    outside = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _ctrl_c_between_steps() as asked:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not asked()
+    finally:
+        signal.signal(signal.SIGINT, outside)
