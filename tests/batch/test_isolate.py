@@ -27,9 +27,8 @@ def test_outcomes(tmp_path):
     out = run_isolated(targets.kill_myself, start_method="spawn")
     assert out.exitcode == -signal.SIGKILL
     assert out.describe().startswith("process killed by SIGKILL (out of memory?")
-    start = time.perf_counter()
     out = run_isolated(targets.sleep_forever, timeout=1.5, start_method="spawn")
-    assert out.timed_out and not out.ok and time.perf_counter() - start < 30
+    assert out.timed_out and not out.ok and out.exitcode == -signal.SIGKILL  # killed, not waited
     assert out.describe() == "timed out after 1.5 s (process killed)"
     assert Outcome(-11, False, 1.0).describe() == "process killed by SIGSEGV"
 
