@@ -61,6 +61,11 @@ def activate_scale(log_scales: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_scales)
 
 
+def log_of_linear_scales(scales: np.ndarray) -> np.ndarray:
+    """float32 log-scales of stored linear scales (log in float64, rounded once)."""
+    return np.log(scales.astype(np.float64)).astype(np.float32)
+
+
 def normalize_quat(quats: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(quats, dim=-1)
 
@@ -86,6 +91,13 @@ class Splats:
     opacities: torch.Tensor
     sh0: torch.Tensor
     shN: torch.Tensor
+    # Linear scales exactly as a file stored them ([N, 3] float32), or None.
+    # exp() of a float32 log-scale cannot reach every float32 scale, so a
+    # format that stores linear scales (.splat) could not be rewritten byte
+    # for byte from `scales` alone. Writers use a row of this only while
+    # `scales` still equals its log (see `linear_scales_for_writing`); any
+    # edit of `scales` makes the row stale and it is ignored, never trusted.
+    source_scales: torch.Tensor | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._check_shapes()
@@ -118,6 +130,9 @@ class Splats:
         if shn.ndim != 3 or shn.shape[0] != n or shn.shape[2] != 3:
             raise InputError(f"Splats.shN must have shape [N, K, 3], got {list(shn.shape)}")
         sh_degree_from_rest(shn.shape[1])
+        src = self.source_scales
+        if src is not None and (not isinstance(src, torch.Tensor) or tuple(src.shape) != (n, 3)):
+            raise InputError("Splats.source_scales must be None or a tensor of shape [N, 3]")
         dtypes = {getattr(self, f).dtype for f in FIELDS}
         if len(dtypes) != 1:
             raise InputError(f"Splats fields must share one dtype, got {sorted(map(str, dtypes))}")
@@ -183,8 +198,9 @@ class Splats:
     # -- transforms --
 
     def map(self, fn) -> Splats:
-        """A new Splats with ``fn`` applied to every field tensor."""
-        return Splats(**{name: fn(getattr(self, name)) for name in FIELDS})
+        """A new Splats with ``fn`` applied to every field tensor (and to `source_scales`)."""
+        src = None if self.source_scales is None else fn(self.source_scales)
+        return Splats(**{name: fn(getattr(self, name)) for name in FIELDS}, source_scales=src)
 
     def to(
         self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
@@ -229,7 +245,12 @@ class Splats:
             raise InputError("Splats.cat needs at least one Splats")
         degree = max(p.sh_degree for p in parts)
         parts = [p.with_sh_degree(degree) for p in parts]
-        return Splats(**{name: torch.cat([getattr(p, name) for p in parts]) for name in FIELDS})
+        srcs = [p.source_scales for p in parts]
+        src = None if any(t is None for t in srcs) else torch.cat(srcs)
+        return Splats(
+            **{name: torch.cat([getattr(p, name) for p in parts]) for name in FIELDS},
+            source_scales=src,
+        )
 
     # -- construction --
 
@@ -268,6 +289,21 @@ class Splats:
             sh0=torch.randn(n, 1, 3, generator=g) * 0.8,
             shN=torch.randn(n, k, 3, generator=g) * 0.1,
         ).to(dtype=dtype)
+
+    def linear_scales_for_writing(self) -> np.ndarray:
+        """Activated scales as float32 [N, 3], exact where the file's own value is still valid.
+
+        A row of `source_scales` is used where its log (computed as the readers
+        compute it) still equals `scales`; elsewhere exp() is taken in float64.
+        """
+        log_scales = self.scales.detach().to("cpu", torch.float32).numpy()
+        out = np.exp(log_scales.astype(np.float64)).astype(np.float32)
+        if self.source_scales is not None:
+            src = self.source_scales.detach().to("cpu", torch.float32).numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                valid = log_of_linear_scales(src) == log_scales
+            out[valid] = src[valid]
+        return out
 
     def numpy(self) -> dict[str, np.ndarray]:
         """Fields as float32 numpy arrays on the CPU (for writers)."""

@@ -51,6 +51,7 @@ def test_to_and_clone_are_independent():
         ("shN", torch.zeros(4, 5, 3), "match no SH degree"),
         ("quats", torch.zeros(4, 4, dtype=torch.int32), "floating point"),
         ("sh0", torch.zeros(4, 1, 3, dtype=torch.float64), "share one dtype"),
+        ("source_scales", torch.zeros(3, 3), "source_scales must be None or"),
     ],
 )
 def test_validation_errors(field, value, message):

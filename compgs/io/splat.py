@@ -16,7 +16,7 @@ from compgs.atomic import atomic_open
 from compgs.codec.u8 import opacity_logit_to_u8, to_u8, u8_to_opacity_logit
 from compgs.errors import CorruptFileError
 from compgs.io.common import checked_finite, read_input_bytes
-from compgs.splats import SH_C0, Splats
+from compgs.splats import SH_C0, Splats, log_of_linear_scales
 
 RECORD = np.dtype(
     [("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)]
@@ -32,17 +32,18 @@ def read_splat(path: str | os.PathLike) -> Splats:
         )
     rec = np.frombuffer(data, dtype=RECORD)
     n = len(rec)
-    scale = rec["scale"].astype(np.float64)
+    scale = rec["scale"].copy()
     if (scale <= 0).any():
         raise CorruptFileError(f"{path}: .splat holds non-positive scales")
     rgb = rec["rgba"][:, :3].astype(np.float64) / 255.0
     splats = Splats(
         means=torch.from_numpy(rec["position"].copy()),
         quats=torch.from_numpy((rec["rot"].astype(np.float32) - 128.0) / 128.0),
-        scales=torch.from_numpy(np.log(scale).astype(np.float32)),
+        scales=torch.from_numpy(log_of_linear_scales(scale)),
         opacities=torch.from_numpy(u8_to_opacity_logit(rec["rgba"][:, 3])),
         sh0=torch.from_numpy(((rgb - 0.5) / SH_C0).astype(np.float32).reshape(n, 1, 3)),
         shN=torch.zeros(n, 0, 3),
+        source_scales=torch.from_numpy(scale),
     )
     return checked_finite(path, splats)
 
@@ -83,7 +84,7 @@ def encode_splat(splats: Splats, *, sort: bool = True) -> bytes:
     n = splats.num_gaussians
     rec = np.empty(n, dtype=RECORD)
     rec["position"] = a["means"]
-    rec["scale"] = np.exp(a["scales"].astype(np.float64)).astype(np.float32)
+    rec["scale"] = splats.linear_scales_for_writing()
     rec["rgba"][:, :3] = to_u8((0.5 + SH_C0 * a["sh0"][:, 0].astype(np.float64)) * 255.0)
     rec["rgba"][:, 3] = opacity_logit_to_u8(a["opacities"])
     rec["rot"] = quats_to_u8(a["quats"])

@@ -5,7 +5,7 @@ import torch
 from compgs import io
 from compgs.errors import CorruptFileError
 from compgs.io.splat import encode_splat, importance_order, read_splat, write_splat
-from compgs.splats import SH_C0, Splats
+from compgs.splats import FIELDS, SH_C0, Splats
 
 
 def test_round_trip_within_format_precision(tmp_path):
@@ -36,11 +36,44 @@ def test_bytes_are_a_fixed_point(tmp_path):
     again = encode_splat(read_splat(path), sort=False)
     a = np.frombuffer(data, np.uint8).reshape(-1, 32)
     b = np.frombuffer(again, np.uint8).reshape(-1, 32)
-    assert np.array_equal(a[:, :12], b[:, :12])  # positions: exact
-    assert np.array_equal(a[:, 24:], b[:, 24:])  # colour, opacity, rotation bytes: exact
-    sa = a[:, 12:24].copy().view("<f4")
-    sb = b[:, 12:24].copy().view("<f4")
-    np.testing.assert_allclose(sb, sa, rtol=1e-6)  # scales pass through log: within 1e-6
+    assert np.array_equal(a, b)  # every byte, scales included
+
+
+def test_scales_the_log_cannot_reach_are_still_written_exactly(tmp_path):
+    """Many float32 scales are not exp() of any float32 log: the file's own value is kept."""
+    eps = np.finfo(np.float32).eps
+    scales = np.float32(0.01) * (1 + np.arange(3000, dtype=np.float32) * eps)  # neighbours
+    data = encode_splat(Splats.random(1000, sh_degree=0, seed=3), sort=False)
+    raw = np.frombuffer(data, np.uint8).reshape(-1, 32).copy()
+    raw[:, 12:24] = scales.view(np.uint8).reshape(-1, 12)
+    path = tmp_path / "ulp.splat"
+    path.write_bytes(raw.tobytes())
+    back = read_splat(path)
+    assert np.unique(back.scales.numpy()).size < scales.size  # the log alone loses them
+    assert encode_splat(back, sort=False) == raw.tobytes()
+    # subsets and concatenations keep them; reordering on write keeps them
+    both = Splats.cat([back.index(slice(0, 400)), back.index(slice(400, None))])
+    assert encode_splat(both, sort=False) == raw.tobytes()
+    order = importance_order(back)
+    assert encode_splat(back, sort=True) == raw[order].tobytes()
+
+
+def test_edited_scales_are_not_overridden_by_the_stored_ones(tmp_path):
+    path = tmp_path / "a.splat"
+    write_splat(Splats.random(500, sh_degree=0, seed=5), path, sort=False)
+    back = read_splat(path)
+    back.scales[:10] += 0.5  # an edit after loading, in place
+    out = np.frombuffer(encode_splat(back, sort=False), np.uint8).reshape(-1, 32)
+    written = out[:, 12:24].copy().view("<f4")
+    expected = np.exp(back.scales.numpy().astype(np.float64)).astype(np.float32)
+    assert np.array_equal(written[:10], expected[:10])
+    original = np.frombuffer(path.read_bytes(), np.uint8).reshape(-1, 32)
+    assert np.array_equal(out[10:], original[10:])
+    # a Splats built from fields alone has no stored scales and writes exp(log)
+    fresh = Splats(**{name: getattr(back, name) for name in FIELDS})
+    assert fresh.source_scales is None
+    out = np.frombuffer(encode_splat(fresh, sort=False), np.uint8).reshape(-1, 32)
+    assert np.array_equal(out[:, 12:24].copy().view("<f4"), expected)
 
 
 def test_sorted_by_importance(tmp_path):
