@@ -7,6 +7,8 @@ from typing import Annotated
 
 import tyro
 
+from compgs.data.synthetic import DEFAULT_SUPERSAMPLE
+
 
 def generate_scene(
     out: Annotated[Path, tyro.conf.Positional],
@@ -15,7 +17,7 @@ def generate_scene(
     height: int = 120,
     num_views: int = 60,
     num_points: int = 4000,
-    supersample: int = 2,
+    supersample: int = DEFAULT_SUPERSAMPLE,
 ) -> None:
     """Ray-trace the default scene (spheres and boxes on a tiled floor) into OUT.
 
