@@ -45,6 +45,7 @@ from compgs.backbones import (  # noqa: E402
     accuracy,
     export_model,
     finetune,
+    fold_batchnorm,
     load_checkpoint,
     load_model,
     predict,
@@ -54,19 +55,26 @@ from compgs.backbones import (  # noqa: E402
     save_checkpoint,
 )
 from compgs.backbones.images import image_files, load_crops, normalize, resize  # noqa: E402
+from compgs.backbones.size import float_bytes  # noqa: E402
 
 log = logging.getLogger("backbone_vq")
 SHARED = Path(os.environ.get("COMPGS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MARYROSE = SHARED / "maryrose" / "images_8"
-# (kind, index bits per weight, d, per-channel scales): vector codebooks have K = 2^(bits x d)
-# codes. The "+cs" variants (channel_scale) run only when asked for with --only.
-SWEEP = [
-    ("scalar", 4, 1, False), ("vector", 4, 2, False),
-    ("scalar", 2, 1, False), ("vector", 2, 4, False),
-    ("scalar", 1, 1, False), ("vector", 1, 4, False),
-    ("scalar", 2, 1, True), ("vector", 2, 4, True), ("vector", 1, 4, True),
-]  # fmt: skip
-DEFAULT_SWEEP = [c for c in SWEEP if not c[3]]
+# name -> VQConfig options (+ "fold": fold batch norm into the convolutions first). Vector
+# codebooks have K = 2^(bits x d) codes. The "+cs" variants (channel_scale) run only when
+# asked for with --only. The "+fold" variants are the deployment configurations: batch norm
+# folded before quantization, the classifier quantized too (vector: one shared codebook).
+SWEEP: dict[str, dict] = {
+    "scalar-4b": dict(bits=4, dim=1), "vector-4b": dict(bits=4, dim=2),
+    "scalar-4b+fold": dict(bits=4, dim=1, fold=True, quantize_head=True),
+    "vector-4b+fold": dict(bits=4, dim=2, fold=True, quantize_head=True, share="all"),
+    "scalar-2b": dict(bits=2, dim=1), "vector-2b": dict(bits=2, dim=4),
+    "scalar-1b": dict(bits=1, dim=1), "vector-1b": dict(bits=1, dim=4),
+    "scalar-2b+cs": dict(bits=2, dim=1, channel_scale=True),
+    "vector-2b+cs": dict(bits=2, dim=4, channel_scale=True),
+    "vector-1b+cs": dict(bits=1, dim=4, channel_scale=True),
+}  # fmt: skip
+DEFAULT_SWEEP = [name for name in SWEEP if "+cs" not in name]
 # ImageNet fidelity: (kind, bits, d, per-channel scales, also distill?)
 AGREEMENT = [
     ("scalar", 8, 1, False, False), ("scalar", 4, 1, False, False),
@@ -124,42 +132,69 @@ def float_model(args, train, test):
     return model.eval(), arch
 
 
-def run_config(args, kind, bits, dim, scaled, float_path, teacher, train, test):
-    """PTQ, PTQ + BN recalibration and QAT of one codebook configuration."""
-    name = config_name(kind, bits, scaled)
-    config = VQConfig(
-        bits=bits, dim=dim, iters=args.kmeans_iters, min_size=args.min_size, channel_scale=scaled
-    )
+def qat_config(args, seed: int) -> FinetuneConfig:
+    """The QAT recipe (also the same-budget float baseline's extra epochs)."""
+    return FinetuneConfig(
+        epochs=args.qat_epochs, batch_size=32, lr=args.qat_lr, assign_every=args.assign_every,
+        distill=0.5, temperature=2.0, seed=seed,
+    )  # fmt: skip
+
+
+def float_same_budget(args, teacher, train, test, seed: int) -> dict:
+    """The float model trained as long as the QAT models: its 3 epochs, then the QAT
+    recipe's epochs (same optimizer, schedule, loss and distillation from the 3-epoch
+    model), then the same batch-norm re-estimation."""
+    model, _ = load_checkpoint(args.out / "float.pth")
+    start = time.time()
+    finetune(model, *train, qat_config(args, seed), teacher=teacher, transform=shift,
+             progress=_progress(f"float+{args.qat_epochs}"))  # fmt: skip
+    recalibrate_batchnorm(model, train[0][: args.calib])
+    return {"seed": seed, "acc": accuracy(model, *test), "train_s": time.time() - start}
+
+
+def run_config(args, name, float_path, teacher, train, test, seed: int = 0):
+    """PTQ, PTQ + BN recalibration and QAT of one codebook configuration.
+
+    ``seed`` is that of the k-means and of the QAT data order and augmentation."""
+    options = dict(SWEEP[name])
+    fold = options.pop("fold", False)
+    config = VQConfig(iters=args.kmeans_iters, min_size=args.min_size, seed=seed, **options)
     model, arch = load_checkpoint(float_path)
+    float32_bytes = float_bytes(model.state_dict())  # the float file, before any folding
+    if fold:
+        fold_batchnorm(model, test[0][:4])
+    tag = name if seed == 0 else f"{name}-s{seed}"
     start = time.time()
     quantize_model(model, config)
     kmeans_s = time.time() - start
-    ptq = export_model(model, args.out / f"{name}-ptq.cgm", arch=arch)
-    loaded = load_model(args.out / f"{name}-ptq.cgm")
+    ptq = export_model(model, args.out / f"{tag}-ptq.cgm", arch=arch)
+    loaded = load_model(args.out / f"{tag}-ptq.cgm")
     acc_ptq = accuracy(loaded, *test)
-    recalibrate_batchnorm(loaded, train[0][: args.calib])
-    acc_bn = accuracy(loaded, *test)
-    cfg = FinetuneConfig(
-        epochs=args.qat_epochs, batch_size=32, lr=args.qat_lr, assign_every=args.assign_every,
-        distill=0.5, temperature=2.0, seed=args.seed,
-    )  # fmt: skip
+    acc_bn = None  # a folded model has no batch norm left to re-estimate
+    if not fold:
+        recalibrate_batchnorm(loaded, train[0][: args.calib])
+        acc_bn = accuracy(loaded, *test)
     start = time.time()
-    finetune(model, *train, cfg, teacher=teacher, transform=shift, progress=_progress(name))
+    finetune(model, *train, qat_config(args, seed), teacher=teacher, transform=shift,
+             progress=_progress(tag))  # fmt: skip
     recalibrate_batchnorm(model, train[0][: args.calib])  # as for the float model
     qat_s = time.time() - start
-    qat = export_model(model, args.out / f"{name}-qat.cgm", arch=arch)
-    acc_qat = accuracy(load_model(args.out / f"{name}-qat.cgm"), *test)
+    qat = export_model(model, args.out / f"{tag}-qat.cgm", arch=arch)
+    acc_qat = accuracy(load_model(args.out / f"{tag}-qat.cgm"), *test)
     r = qat.report
+    kind, bits = name.split("-")[0], int(name.split("-")[1].split("b")[0])
     return {
-        "config": name, "kind": kind, "bits": bits, "dim": dim, "k": config.codes,
-        "channel_scale": scaled,
+        "config": name, "seed": seed, "kind": kind, "bits": bits, "dim": config.dim,
+        "k": config.codes, "channel_scale": config.channel_scale, "fold": fold,
         "acc_ptq": acc_ptq, "acc_ptq_bn": acc_bn, "acc_qat": acc_qat,
         "bytes_ptq": ptq.report.total_bytes, "bytes": r.total_bytes,
-        "file_size": (args.out / f"{name}-qat.cgm").stat().st_size,
-        "float32_bytes": r.float32_bytes, "ratio": r.ratio, "bits_per_value": r.bits_per_weight,
+        "file_size": (args.out / f"{tag}-qat.cgm").stat().st_size,
+        "float32_bytes": float32_bytes, "ratio": float32_bytes / r.total_bytes,
+        "exported_float32_bytes": r.float32_bytes, "bits_per_value": r.bits_per_weight,
         "quantized_bits_per_weight": r.quantized_bits_per_weight,
         "quantized_fraction": r.quantized_params / r.params,
-        "categories": r.categories(), "kmeans_s": kmeans_s, "qat_s": qat_s,
+        "categories": r.categories(), "leftovers": r.leftovers,
+        "kmeans_s": kmeans_s, "qat_s": qat_s,
     }  # fmt: skip
 
 
@@ -240,25 +275,62 @@ def _progress(name):
     return report
 
 
-def write_outputs(args, float_acc, results, agree, out_dirs):
-    order = {config_name(k, b, c): i for i, (k, b, _, c) in enumerate(SWEEP)}
-    results = sorted(results, key=lambda r: order.get(r["config"], 99))
+def _stat(values: list[float]) -> str:
+    """Percent, with mean ± sample standard deviation and n when there are several."""
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f} (n={len(values)})"
+
+
+def by_config(results: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by configuration, in sweep order, seeds in order."""
+    order = list(SWEEP)
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(results, key=lambda r: (order.index(r["config"]), r.get("seed", 0))):
+        groups.setdefault(r["config"], []).append(r)
+    return groups
+
+
+def write_outputs(args, float_acc, budget, results, agree, out_dirs):
+    groups = by_config(results)
     f32 = results[0]["float32_bytes"] if results else 0
+    budget_accs = [b["acc"] for b in budget]
     lines = [
-        f"Float EfficientNet-Lite0 (MNIST fine-tuned, {args.size} px): top-1 {100 * float_acc:.2f} %, "
-        f"{f32:,} B in float32.",
+        f"Float EfficientNet-Lite0 (MNIST fine-tuned {args.epochs} epochs, {args.size} px): top-1 "
+        f"{100 * float_acc:.2f} %, {f32:,} B in float32. Same-budget float ({args.epochs} + "
+        f"{args.qat_epochs} epochs, the extra ones with the QAT recipe): top-1 {_stat(budget_accs)} %.",
         "",
         "| config | K | d | index bits/w | file bits/w (quantized layers) | file size | ratio "
-        "| PTQ | PTQ+BN | QAT | QAT - float |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| PTQ | PTQ+BN | QAT | QAT - float ({args.epochs} ep) "
+        f"| QAT - float ({args.epochs + args.qat_epochs} ep) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in results:
+    for name, rows in groups.items():
+        r = rows[0]
+        qat = [x["acc_qat"] for x in rows]
+        bn = [x["acc_ptq_bn"] for x in rows if x["acc_ptq_bn"] is not None]
         lines.append(
-            f"| {r['config']} | {r['k']} | {r['dim']} | {r['bits']} | "
-            f"{r['quantized_bits_per_weight']:.2f} | {r['bytes']:,} B | {r['ratio']:.1f}x | "
-            f"{100 * r['acc_ptq']:.1f} | {100 * r['acc_ptq_bn']:.1f} | {100 * r['acc_qat']:.1f} | "
-            f"{100 * (r['acc_qat'] - float_acc):+.1f} |"
+            f"| {name} | {r['k']} | {r['dim']} | {r['bits']} | "
+            f"{r['quantized_bits_per_weight']:.2f} | {r['bytes']:,} B | {r['ratio']:.2f}x | "
+            f"{_stat([x['acc_ptq'] for x in rows])} | {_stat(bn) if bn else '-'} | {_stat(qat)} | "
+            f"{100 * (np.mean(qat) - float_acc):+.1f} | "
+            + (f"{100 * (np.mean(qat) - np.mean(budget_accs)):+.1f} |" if budget_accs else "- |")
         )
+    kinds = sorted({k for rows in groups.values() for k in rows[0].get("leftovers", {})})
+    lines += [
+        "",
+        "Where the bytes go (seed 0 QAT files; float leftovers by kind are raw f16 bytes before "
+        "the section's zstd):",
+        "",
+        "| config | indices | codebooks | channel scales | float leftovers (stored) | metadata "
+        "| file | " + " | ".join(kinds) + " |",
+        "| --- " * (7 + len(kinds)) + "|",
+    ]
+    for name, rows in groups.items():
+        c, left = rows[0]["categories"], rows[0].get("leftovers", {})
+        cells = [c["indices"], c["codebooks"], c.get("channel scales", 0), c["float leftovers"],
+                 c["metadata"], rows[0]["bytes"]] + [left.get(k, 0) for k in kinds]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(f"{v:,}" for v in cells) + " |")
     if agree:
         lines += [
             "",
@@ -287,41 +359,53 @@ def write_outputs(args, float_acc, results, agree, out_dirs):
                 )
             lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
-    payload = {"float_accuracy": float_acc, "settings": {k: str(v) for k, v in vars(args).items()},
+    payload = {"float_accuracy": float_acc, "same_budget_float": budget, "settings": {k: str(v) for k, v in vars(args).items()},
                "results": results, "agreement": agree}  # fmt: skip
     for d in out_dirs:
         d.mkdir(parents=True, exist_ok=True)
         (d / "backbone_vq_results.md").write_text(table)
         (d / "backbone_vq_results.json").write_text(json.dumps(payload, indent=1) + "\n")
-        plot(results, float_acc, d / "backbone_vq.png")
+        plot(groups, float_acc, budget_accs, d / "backbone_vq.png")
     print(table)
 
 
-def plot(results, float_acc, path):
+def _means(members: list[list[dict]], key: str) -> list[float]:
+    """Mean accuracy (%) over the seeds of every configuration (NaN when not measured)."""
+    return [
+        100 * np.mean([r[key] for r in rows if r[key] is not None] or [np.nan]) for rows in members
+    ]
+
+
+def plot(groups, float_acc, budget_accs, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for kind, scaled, marker in (("scalar", False, "o"), ("vector", False, "s"),
-                                 ("scalar", True, "^"), ("vector", True, "D")):  # fmt: skip
-        rows = [r for r in results if r["kind"] == kind and r.get("channel_scale", False) == scaled]
-        rows.sort(key=lambda r: r["bits"])
-        name = kind + ("+cs" if scaled else "")
-        # Per-channel variants: QAT only, to keep the plot readable.
-        curves = [("acc_qat", "-", "QAT")] if scaled else [
+    families: dict[str, list] = {}  # "scalar", "vector+fold", ...: its configs by bits
+    for name, rows in groups.items():
+        family = name.split("-")[0] + name.split("-")[1].partition("b")[2]
+        families.setdefault(family, []).append(rows)
+    markers = iter("osD^vP*X")
+    for family, members in families.items():
+        members.sort(key=lambda rows: rows[0]["bits"])
+        marker = next(markers)
+        xs = [rows[0]["bits"] for rows in members]
+
+        # Variants (+cs, +fold): QAT only, to keep the plot readable.
+        curves = [("acc_qat", "-", "QAT")] if "+" in family else [
             ("acc_ptq", ":", "PTQ"), ("acc_ptq_bn", "--", "PTQ+BN"), ("acc_qat", "-", "QAT"),
         ]  # fmt: skip
-        for key, style, label in curves if rows else []:
-            xs = [r["bits"] for r in rows]
-            ys = [100 * r[key] for r in rows]
-            a.plot(xs, ys, style, marker=marker, label=f"{name} {label}")
-            if key == "acc_qat":
-                b.plot([r["bytes"] / 1e3 for r in rows], ys, style, marker=marker,
-                       label=f"{name} QAT")  # fmt: skip
+        for key, style, label in curves:
+            a.plot(xs, _means(members, key), style, marker=marker, label=f"{family} {label}")
+        b.plot([rows[0]["bytes"] / 1e3 for rows in members], _means(members, "acc_qat"), "-",
+               marker=marker, label=f"{family} QAT")  # fmt: skip
     for ax in (a, b):
-        ax.axhline(100 * float_acc, color="k", lw=0.8, label="float32")
+        ax.axhline(100 * float_acc, color="k", lw=0.8, label="float32 (3 ep)")
+        if budget_accs:
+            ax.axhline(100 * np.mean(budget_accs), color="k", lw=0.8, ls="--",
+                       label="float32 (same budget)")  # fmt: skip
         ax.set_ylabel("MNIST top-1 accuracy (%)")
         ax.grid(alpha=0.3)
     a.set_xlabel("index bits per weight")
@@ -360,7 +444,24 @@ def main():
     p.add_argument("--agreement-only", action="store_true", help="only the Mary Rose measure")
     p.add_argument("--only", nargs="*", default=None, help="configs to run, e.g. scalar-2b")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="data split and float fine-tuning seed")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seeds of the k-means + QAT stage (and of the same-budget float)",
+    )
+    p.add_argument(
+        "--budget",
+        action="store_true",
+        help="also train the same-budget float baseline (float + QAT-recipe epochs)",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="only run (for parallel runs into one --out); report in a later call",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
@@ -373,24 +474,26 @@ def main():
     teacher, _ = float_model(args, train, test)
     float_acc = accuracy(teacher, *test)
     log.info("float accuracy %.4f", float_acc)
+    budget_path = args.out / "float_budget.jsonl"
+    budget = _read_jsonl(budget_path)
+    for seed in args.seeds if args.budget else []:
+        if not any(b["seed"] == seed for b in budget):
+            budget.append(float_same_budget(args, teacher, train, test, seed))
+            log.info("same-budget float: %s", budget[-1])
+            _append_jsonl(budget_path, budget[-1])
     done_path = args.out / "results.jsonl"
-    results = (
-        [json.loads(line) for line in done_path.read_text().splitlines()]
-        if done_path.is_file()
-        else []
-    )
-    for kind, bits, dim, scaled in SWEEP:
-        name = config_name(kind, bits, scaled)
-        wanted = name in args.only if args.only else (kind, bits, dim, scaled) in DEFAULT_SWEEP
-        if any(r["config"] == name for r in results) or not wanted:
-            continue
-        row = run_config(
-            args, kind, bits, dim, scaled, args.out / "float.pth", teacher, train, test
-        )
-        log.info("%s", row)
-        results.append(row)
-        with done_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+    results = _read_jsonl(done_path)
+    for name in SWEEP:
+        wanted = name in args.only if args.only else name in DEFAULT_SWEEP
+        for seed in args.seeds if wanted else []:
+            if any(r["config"] == name and r.get("seed", 0) == seed for r in results):
+                continue
+            row = run_config(args, name, args.out / "float.pth", teacher, train, test, seed)
+            log.info("%s", row)
+            results.append(row)
+            _append_jsonl(done_path, row)
+    if args.no_report:
+        return
     agree = None
     agree_path = args.out / "agreement.json"
     if agree_path.is_file():
@@ -400,7 +503,18 @@ def main():
         agree_path.write_text(json.dumps(agree, indent=1))
     elif not args.skip_agreement:
         log.warning("skipping the agreement measure: %s not found", MARYROSE)
-    write_outputs(args, float_acc, results, agree, [args.out] + ([args.docs] if args.docs else []))
+    write_outputs(
+        args, float_acc, budget, results, agree, [args.out] + ([args.docs] if args.docs else [])
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ def compress_model(
     quantize_head: bool = False,
     share: str = "layer",
     channel_scale: bool = False,
+    fold_batchnorm: bool = False,
     iters: int = 20,
     codebook_dtype: Literal["f16", "f32"] = "f16",
     float_dtype: Literal["f16", "f32"] = "f16",
@@ -60,6 +61,10 @@ def compress_model(
         share: "layer", "all", or a regex whose match names a shared codebook.
         channel_scale: per-output-channel scales (one f16 per channel): clusters the
             shape of the weights, not each channel's scale; helps depthwise convolutions.
+        fold_batchnorm: fold every batch norm into the convolution before it, then
+            quantize (the deployment form: one bias vector instead of four batch-norm
+            vectors; the file records the folding and loads back folded). Traced on a
+            random probe of --image-size (default 224).
         iters: k-means iterations.
         codebook_dtype: storage of the codebooks.
         float_dtype: storage of the float leftovers (biases, batch norm, small layers).
@@ -80,6 +85,7 @@ def compress_model(
 
     from compgs.backbones import (
         FinetuneConfig,
+        fold_batchnorm as fold,
         VQConfig,
         export_model,
         finetune,
@@ -111,6 +117,9 @@ def compress_model(
             raise InputError(f"--arch is for checkpoints; {src!r} is not a file")
         model, spec = pretrained_model(src, **options), {"name": src, "kwargs": options}
     model.eval()
+    if fold_batchnorm:
+        probe = torch.randn(2, 3, image_size or 224, image_size or 224)
+        print(f"folded {len(fold(model, probe))} batch norms into their convolutions")
     teacher = None
     if distill_images is not None:
         size = image_size or 224
