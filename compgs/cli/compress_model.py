@@ -85,7 +85,6 @@ def compress_model(
 
     from compgs.backbones import (
         FinetuneConfig,
-        fold_batchnorm as fold,
         VQConfig,
         export_model,
         finetune,
@@ -93,6 +92,7 @@ def compress_model(
         pretrained_model,
         quantize_model,
     )
+    from compgs.backbones.fold import fold_batchnorm as fold  # the flag has the same name
     from compgs.backbones.images import image_files, load_crops
     from compgs.backbones.models import LITE
     from compgs.errors import InputError
