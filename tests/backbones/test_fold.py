@@ -33,9 +33,10 @@ def test_folded_model_computes_the_same(tiny_net):
         out = tiny_net(x)
     assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)
     # Four vectors per batch norm (+ its counter) became one bias vector.
-    assert sum(t.numel() for t in tiny_net.state_dict().values()) == sum(
-        t.numel() for t in TinyNet().state_dict().values()
-    ) - 4 * (4 + 16) - 2 + 4
+    assert (
+        sum(t.numel() for t in tiny_net.state_dict().values())
+        == sum(t.numel() for t in TinyNet().state_dict().values()) - 4 * (4 + 16) - 2 + 4
+    )
 
 
 def test_fold_keeps_an_existing_bias():
