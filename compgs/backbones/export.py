@@ -11,7 +11,7 @@ optional zstd per section; we use the suffix ``.cgm``), four sections:
 * ``indices``: every layer's code indices, bit-packed (`compgs.codec.bitpack`,
   ceil(log2 K) bits each), each layer starting on a byte boundary;
 * ``scales``: the per-output-channel scales (f16) of layers quantized with
-  ``channel_scale`` (empty otherwise);
+  ``channel_scale`` or whose batch norm was folded in (empty otherwise);
 * ``tensors``: every other entry of the state dict (biases, batch norm, layers
   left float), floating ones as f16 or f32, integer ones as they are.
 
@@ -104,7 +104,12 @@ def export_model(
     for name, vq in layers.items():
         bits = bits_for(vq.book.num_codes)
         packed = pack_bits(vq.indices.cpu().numpy(), bits)
-        scale = b"" if vq.scale is None else _to_bytes(vq.scale, "f16")
+        scale = b""
+        if vq.scale is not None:
+            with torch.no_grad():  # snap (folded batch norm scales are not f16 yet)
+                f16 = float(torch.finfo(torch.float16).max)
+                vq.scale.copy_(vq.scale.clamp(-f16, f16).half().to(vq.scale.dtype))
+            scale = _to_bytes(vq.scale, "f16")
         shape = list(modules[name].parametrizations.weight.original.shape)
         layer_meta.append({
             "name": name, "shape": shape, "group": vq.group, "vector_offset": vq.offset,

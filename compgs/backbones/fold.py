@@ -7,6 +7,12 @@ quantization (Jacob et al. 2018; Krishnamoorthi 2018) means the codebooks
 hold the weights the deployed network multiplies by, and a batch norm's four
 vectors (gamma, beta, mean, var) become one bias vector.
 
+A quantized convolution (`quantize_model`, e.g. after quantization-aware
+training with its batch norm in place) folds too: ``s`` goes into the
+per-output-channel scale of its `VQWeight` (weight = scale x codebook
+value), so the codebooks and indices stay as they are and the file stores
+one scale and one bias per channel instead of four batch-norm vectors.
+
 Pairs are found from the data flow, not from names: a batch norm whose input
 is the very tensor a convolution returned on a probe input. `fold_batchnorm`
 then checks on the probe that the folded network computes what the original
@@ -20,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from compgs.backbones.quantize import VQWeight
 from compgs.errors import InputError
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -73,12 +80,11 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor, atol: float = 1e-4) 
 
     ``example``: a probe input (a batch of the shape the model takes). Each
     folded batch norm becomes an ``nn.Identity`` and its convolution gets a
-    bias. Raises InputError for a quantized model (fold first, then quantize)
-    or when the folded model's eval-mode outputs on ``example`` differ from the
-    original's by more than ``atol`` relative to their scale.
+    bias; a quantized convolution gets the batch norm's scale in its channel
+    scales (see the module doc). Raises InputError when the folded model's
+    eval-mode outputs on ``example`` differ from the original's by more than
+    ``atol`` relative to their scale.
     """
-    if any(parametrize.is_parametrized(m) for m in model.modules()):
-        raise InputError("fold batch norm before quantize_model, not after")
     pairs = conv_bn_pairs(model, example)
     if not pairs:
         return pairs
@@ -89,9 +95,9 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor, atol: float = 1e-4) 
         modules = dict(model.named_modules())
         folded = {c: _folded(modules[c], modules[b]) for c, b in pairs}
         strip_batchnorm(model, pairs)
-        for conv, (weight, bias) in folded.items():
-            modules[conv].weight.copy_(weight)
-            modules[conv].bias.copy_(bias)
+        for conv, (scale, bias) in folded.items():
+            _scale_weight(modules[conv], scale)
+            modules[conv].bias.copy_(bias.to(modules[conv].bias.dtype))
         after = model(example)
     model.train(was_training)
     error = float((after - before).abs().max()) / max(float(before.abs().max()), 1e-12)
@@ -123,12 +129,32 @@ def strip_batchnorm(model: nn.Module, pairs: list[Pair]) -> nn.Module:
 
 
 def _folded(conv: nn.Module, bn: nn.modules.batchnorm._BatchNorm):
-    """(weight, bias) of ``bn(conv(x))`` as one convolution, in float64 then the conv's dtype."""
+    """(s, bias) in float64: ``bn(conv(x))`` is the convolution with weight s x w and that bias."""
     var, mean = bn.running_var.double(), bn.running_mean.double()
     gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
     beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
     scale = gamma / torch.sqrt(var + bn.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(var)
-    weight = conv.weight.double() * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
-    dtype = conv.weight.dtype
-    return weight.to(dtype), (scale * (bias - mean) + beta).to(dtype)
+    return scale, scale * (bias - mean) + beta
+
+
+def _scale_weight(conv: nn.Module, scale: torch.Tensor) -> None:
+    """Multiply output channel c of ``conv``'s weight by scale[c]: the weight itself, or
+    for a quantized layer its `VQWeight` channel scales (and its float shadow, which
+    QAT compares with the codebook in scaled units)."""
+    if not parametrize.is_parametrized(conv, "weight"):
+        per = scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+        conv.weight.copy_((conv.weight.double() * per).to(conv.weight.dtype))
+        return
+    vq = conv.parametrizations.weight[0]
+    if not isinstance(vq, VQWeight):
+        raise InputError(f"cannot fold into a weight with parametrization {type(vq).__name__}")
+    old = vq.scale.double() if vq.scale is not None else torch.ones_like(scale)
+    new = old * scale
+    # A channel that batch norm zeroes: keep it zero without a zero scale (QAT divides by it).
+    tiny = torch.finfo(torch.float16).tiny
+    new = torch.where(new == 0, torch.full_like(new, tiny), new)
+    shadow = conv.parametrizations.weight.original
+    per = (new / old).reshape(-1, *([1] * (shadow.dim() - 1)))
+    shadow.copy_((shadow.double() * per).to(shadow.dtype))
+    vq.scale = new.to(shadow.dtype)  # exact here; export rounds it to the stored f16

@@ -9,6 +9,7 @@ from compgs.backbones import (
     fold_batchnorm,
     load_model,
     quantize_model,
+    quantized_layers,
     read_meta,
 )
 from compgs.errors import InputError
@@ -71,10 +72,42 @@ def test_conv_output_used_twice_is_refused():
         fold_batchnorm(net, torch.randn(2, 3, 4, 4))
 
 
-def test_fold_before_quantize(tiny_net):
-    quantize_model(tiny_net, VQConfig(num_codes=8, min_size=500))
-    with pytest.raises(InputError, match="before quantize_model"):
-        fold_batchnorm(tiny_net, torch.randn(1, 3, 8, 8))
+@pytest.mark.parametrize("channel_scale", [False, True])
+def test_fold_into_a_quantized_model(tiny_net, tmp_path, channel_scale):
+    """After QAT with batch norm: the batch norm goes into the channel scales, the
+    codebooks and indices stay, and the folded file computes what the unfolded model did."""
+    config = VQConfig(num_codes=16, min_size=0, channel_scale=channel_scale)
+    quantize_model(tiny_net, config)
+    x = torch.randn(6, 3, 8, 8)
+    with torch.no_grad():
+        expected = tiny_net(x)
+    before = {n: vq.indices.clone() for n, vq in quantized_layers(tiny_net).items()}
+    units = {n: _codebook_units(tiny_net, n) for n in before}
+    assert fold_batchnorm(tiny_net, x[:2]) == [("stem", "bn0"), ("conv", "bn1")]
+    layers = quantized_layers(tiny_net)
+    assert {n: vq.indices for n, vq in layers.items()}.keys() == before.keys()
+    assert all(torch.equal(layers[n].indices, before[n]) for n in before)
+    assert layers["stem"].scale is not None and layers["conv"].scale is not None
+    with torch.no_grad():
+        assert torch.allclose(tiny_net(x), expected, rtol=1e-5, atol=1e-5)
+    path = tmp_path / "folded.cgm"
+    export_model(tiny_net, path)  # snaps the scales to f16
+    with torch.no_grad():
+        snapped = tiny_net(x)
+    assert torch.allclose(snapped, expected, rtol=1e-2, atol=1e-2)  # f16 scales: close
+    loaded = load_model(path, TinyNet())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), snapped)
+    assert export_model(loaded).data == path.read_bytes()
+    # QAT can go on: the shadow weights were scaled with their channels, so in codebook
+    # units (what k-means sees) they are where they were.
+    for name in before:
+        assert torch.allclose(_codebook_units(tiny_net, name), units[name], rtol=1e-2, atol=1e-6)
+
+
+def _codebook_units(net, name):
+    weight = dict(net.named_modules())[name].parametrizations.weight
+    return weight[0].normalize(weight.original.detach()).clone()
 
 
 @pytest.mark.parametrize("float_dtype", ["f16", "f32"])
