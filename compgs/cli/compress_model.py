@@ -61,10 +61,11 @@ def compress_model(
         share: "layer", "all", or a regex whose match names a shared codebook.
         channel_scale: per-output-channel scales (one f16 per channel): clusters the
             shape of the weights, not each channel's scale; helps depthwise convolutions.
-        fold_batchnorm: fold every batch norm into the convolution before it, then
-            quantize (the deployment form: one bias vector instead of four batch-norm
-            vectors; the file records the folding and loads back folded). Traced on a
-            random probe of --image-size (default 224).
+        fold_batchnorm: fold every batch norm into the convolution before it, after
+            quantization (and distillation): quantized layers take the batch-norm scale
+            into their per-channel scales, float ones into their weights; one bias
+            vector instead of four batch-norm vectors. The file records the folding and
+            loads back folded. Traced on a random probe of --image-size (default 224).
         iters: k-means iterations.
         codebook_dtype: storage of the codebooks.
         float_dtype: storage of the float leftovers (biases, batch norm, small layers).
@@ -117,9 +118,6 @@ def compress_model(
             raise InputError(f"--arch is for checkpoints; {src!r} is not a file")
         model, spec = pretrained_model(src, **options), {"name": src, "kwargs": options}
     model.eval()
-    if fold_batchnorm:
-        probe = torch.randn(2, 3, image_size or 224, image_size or 224)
-        print(f"folded {len(fold(model, probe))} batch norms into their convolutions")
     teacher = None
     if distill_images is not None:
         size = image_size or 224
@@ -144,6 +142,9 @@ def compress_model(
         with torch.no_grad():
             print(f"distillation KL(float || compressed) on its crops: {before:.4g} -> "
                   f"{_kl(teacher, model, crops):.4g}")  # fmt: skip
+    if fold_batchnorm:
+        probe = torch.randn(2, 3, image_size or 224, image_size or 224)
+        print(f"folded {len(fold(model, probe))} batch norms into their convolutions")
     result = export_model(
         model, output, codebook_dtype=codebook_dtype, float_dtype=float_dtype,
         zstd_level=zstd_level or None, arch=spec,
