@@ -343,6 +343,14 @@ def write_outputs(args, float_acc, budget, results, agree, out_dirs):
             f"{100 * (np.mean(qat) - float_acc):+.1f} | "
             + (f"{100 * (np.mean(qat) - np.mean(budget_accs)):+.1f} |" if budget_accs else "- |")
         )
+    paired = [(n, rows) for n, rows in groups.items() if len(rows) > 1 and rows[0]["acc_ptq_bn"]]
+    if paired:
+        lines += ["", "QAT - PTQ+BN, paired by seed (same k-means start), in points:", ""]
+    for name, rows in paired:
+        gaps = [r["acc_qat"] - r["acc_ptq_bn"] for r in rows]
+        lines.append(
+            f"* {name}: " + ", ".join(f"{100 * g:+.1f}" for g in gaps) + f" (mean {_stat(gaps)})"
+        )
     kinds = sorted({k for rows in groups.values() for k in rows[0].get("leftovers", {})})
     lines += [
         "",
@@ -365,7 +373,8 @@ def write_outputs(args, float_acc, budget, results, agree, out_dirs):
             f"{agree['rows'][0]['images']} held-out Mary Rose photos ({args.agree_size} px; the float "
             f"model predicts {agree['distinct_float_classes']} distinct classes, most often "
             + ", ".join(f"{n} ({c})" for n, c in agree["float_top_classes"])
-            + "):",
+            + "):"
+            + (f" {agree['note']}" if agree.get("note") else ""),
             "",
             "| config | file size | PTQ top-1 agree | PTQ top-1 in top-5 | PTQ KL | distilled top-1 agree "
             "| distilled top-1 in top-5 | distilled KL |",
