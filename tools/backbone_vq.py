@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import logging
 import os
@@ -309,6 +310,12 @@ def _stat(values: list[float]) -> str:
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f} (n={len(values)})"
 
 
+def _span(values: list[float], fmt: str) -> str:
+    """One value, or min-max over the seeds."""
+    low, high = min(values), max(values)
+    return fmt.format(low) if low == high else f"{fmt.format(low)} - {fmt.format(high)}"
+
+
 def by_config(results: list[dict]) -> dict[str, list[dict]]:
     """Rows grouped by configuration, in sweep order, seeds in order."""
     order = list(SWEEP)
@@ -338,7 +345,8 @@ def write_outputs(args, float_acc, budget, results, agree, out_dirs):
         bn = [x["acc_ptq_bn"] for x in rows if x["acc_ptq_bn"] is not None]
         lines.append(
             f"| {name} | {r['k']} | {r['dim']} | {r['bits']} | "
-            f"{r['quantized_bits_per_weight']:.2f} | {r['bytes']:,} B | {r['ratio']:.2f}x | "
+            f"{r['quantized_bits_per_weight']:.2f} | {_span([x['bytes'] for x in rows], '{:,} B')} | "
+            f"{_span([x['ratio'] for x in rows], '{:.2f}x')} | "
             f"{_stat([x['acc_ptq'] for x in rows])} | {_stat(bn) if bn else '-'} | {_stat(qat)} | "
             f"{100 * (np.mean(qat) - float_acc):+.1f} | "
             + (f"{100 * (np.mean(qat) - np.mean(budget_accs)):+.1f} |" if budget_accs else "- |")
@@ -349,7 +357,9 @@ def write_outputs(args, float_acc, budget, results, agree, out_dirs):
     for name, rows in paired:
         gaps = [r["acc_qat"] - r["acc_ptq_bn"] for r in rows]
         lines.append(
-            f"* {name}: " + ", ".join(f"{100 * g:+.1f}" for g in gaps) + f" (mean {_stat(gaps)})"
+            f"* {name}: "
+            + ", ".join(f"{100 * g:+.1f}" for g in gaps)
+            + f" (mean {100 * np.mean(gaps):+.1f} ± {100 * np.std(gaps, ddof=1):.1f})"
         )
     kinds = sorted({k for rows in groups.values() for k in rows[0].get("leftovers", {})})
     lines += [
@@ -423,7 +433,7 @@ def plot(groups, float_acc, budget_accs, path):
     for name, rows in groups.items():
         family = name.split("-")[0] + name.split("-")[1].partition("b")[2]
         families.setdefault(family, []).append(rows)
-    markers = iter("osD^vP*X")
+    markers = itertools.cycle("osD^vP*Xh")
     for family, members in families.items():
         members.sort(key=lambda rows: rows[0]["bits"])
         marker = next(markers)
