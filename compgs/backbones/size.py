@@ -52,6 +52,9 @@ class SizeReport:
             scales, tensors).
         header_bytes: the container header and section table.
         total_bytes: the file size: header_bytes + sum(sections).
+        leftovers: raw (pre-zstd) bytes of the float leftovers by kind (see
+            `compgs.backbones.layout.leftover_kind`); they add up to the raw
+            ``tensors`` section, which zstd may then shrink.
     """
 
     layers: list[LayerSize]
@@ -60,6 +63,7 @@ class SizeReport:
     sections: dict[str, int]
     header_bytes: int
     total_bytes: int
+    leftovers: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def quantized_params(self) -> int:
@@ -101,6 +105,7 @@ class SizeReport:
             "bits_per_weight": self.bits_per_weight,
             "quantized_bits_per_weight": self.quantized_bits_per_weight,
             "categories": self.categories(),
+            "leftovers": dict(self.leftovers),
             "layers": [
                 dataclasses.asdict(layer) | {"bits_per_weight": layer.bits_per_weight}
                 for layer in self.layers
@@ -121,6 +126,8 @@ class SizeReport:
             out.append(f"... {len(self.layers) - len(shown)} more quantized layers")
         for name, size in self.categories().items():
             out.append(f"{name:<16} {size:>12,} B")
+            if name == "float leftovers":
+                out += [f"  {k:<22} {v:>8,} B raw" for k, v in self.leftovers.items()]
         out.append(
             f"{'total':<16} {self.total_bytes:>12,} B  ({self.bits_per_weight:.3f} bits per value, "
             f"{self.ratio:.2f}x smaller than float32 {self.float32_bytes:,} B; quantized layers "

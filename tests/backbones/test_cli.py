@@ -76,3 +76,23 @@ def test_unknown_model_name(tmp_path, capsys):
         ["compress-model", "missing/ckpt.pth", "-o", str(tmp_path / "x.cgm")], capsys
     )
     assert code == 1 and "no such checkpoint" in err
+
+
+def test_compress_with_folded_batchnorm(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    with torch.no_grad():
+        net.bn1.running_var.uniform_(0.5, 2)
+    save_checkpoint(net, tmp_path / "net.pth", {"name": "tests-tiny", "kwargs": {}})
+    out = tmp_path / "net.cgm"
+    args = ["compress-model", str(tmp_path / "net.pth"), "-o", str(out), "--bits", "4"]
+    args += ["--min-size", "0", "--quantize-head", "--fold-batchnorm", "--image-size", "8"]
+    code, stdout, _ = run_cli(args, capsys)
+    assert code == 0, stdout
+    assert "folded 2 batch norms" in stdout
+    assert f"{out.stat().st_size:,} B" in stdout
+    assert read_meta(out)["folded"] == [["stem", "bn0"], ["conv", "bn1"]]
+    loaded = load_model(out)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x), atol=0.3)  # 4-bit weights: close, not equal

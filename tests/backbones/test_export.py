@@ -179,3 +179,32 @@ def test_corrupt_files(tiny_net):
         load_model(repack(data, codebooks=bytes(nan)), TinyNet())
     with pytest.raises(CorruptFileError, match="scales"):
         load_model(repack(data, scales=b"\x00\x7e" * (len(sections["scales"]) // 2)), TinyNet())
+
+
+def test_f16_leftovers_round_trip_exactly_as_stored(tiny_net, tmp_path):
+    """f16 leftovers: the file holds the f16 value of every float entry, and loading
+    gives back exactly those values (the rounding happens once, at export)."""
+    reference = {k: v.clone() for k, v in tiny_net.state_dict().items()}
+    quantized(tiny_net)
+    path = tmp_path / "a.cgm"
+    export_model(tiny_net, path, float_dtype="f16")
+    meta = read_meta(path)
+    assert meta["float_dtype"] == "f16"
+    stored = {t["name"]: t["dtype"] for t in meta["tensors"]}
+    assert stored["bn1.running_var"] == "f16" and stored["bn1.num_batches_tracked"] == "i64"
+    state = load_model(path, TinyNet()).state_dict()
+    for name in ("stem.weight", "dw.weight", "head.weight", "bn1.running_var", "pw.bias"):
+        assert torch.equal(state[name], reference[name].half().float())
+        assert not torch.equal(state[name], reference[name])  # f16 did round something
+
+
+def test_size_report_leftovers_by_kind(tiny_net, tmp_path):
+    quantized(tiny_net, num_codes=16, dim=1)  # conv, pw, fc1; stem, dw, head stay float
+    path = tmp_path / "a.cgm"
+    report = export_model(tiny_net, path, zstd_level=None).report
+    assert report.leftovers == {
+        "stem": 2 * 108, "batch-norm affine": 2 * 2 * (4 + 16),
+        "batch-norm statistics": 2 * 2 * (4 + 16) + 2 * 8, "small layers": 2 * 144,
+        "biases": 2 * (16 + 16 + 32 + 64 + 5), "head": 2 * 320,
+    }  # fmt: skip
+    assert sum(report.leftovers.values()) == report.sections["tensors"]  # no zstd: raw = stored
