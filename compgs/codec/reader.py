@@ -41,6 +41,7 @@ from compgs.splats import FIELDS, Splats
 
 # Below this many bytes of work, handing it to threads costs more than it saves.
 PARALLEL_BYTES = 1 << 20
+TORCH_GRAIN = 32768  # at::internal::GRAIN_SIZE: torch ops on fewer elements use no threads
 GATHER_ROWS = 1 << 17  # rows per gather task: a few per field and thread, each >= 1.5 MB
 
 
@@ -206,7 +207,19 @@ def _gather_tasks(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> list[
 def _floats(data: np.ndarray, encoding: str, shape: tuple[int, ...]) -> np.ndarray:
     """Little-endian f32 or f16 bytes as a new float32 array of ``shape``."""
     out = np.empty(shape, np.float32)
-    np.copyto(out.reshape(-1), np.frombuffer(data, "<f4" if encoding == "f32" else "<f2"))
+    if encoding == "f32":
+        np.copyto(out.reshape(-1), np.frombuffer(data, "<f4"))
+        return out
+    # torch converts float16 with vector instructions, numpy one number at a time (3x
+    # slower). Blocks of at most torch's grain size run on the calling thread: a larger
+    # one would start an OpenMP team inside this worker thread.
+    stored = np.frombuffer(data, "<f2")
+    if not stored.flags.writeable:  # a raw section: a view of the caller's bytes
+        stored = stored.copy()  # (torch wraps only writable arrays without a warning)
+    halves = torch.from_numpy(stored)
+    floats = torch.from_numpy(out.reshape(-1))
+    for first in range(0, len(floats), TORCH_GRAIN):
+        floats[first : first + TORCH_GRAIN].copy_(halves[first : first + TORCH_GRAIN])
     return out
 
 
