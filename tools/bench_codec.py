@@ -6,10 +6,11 @@ per Gaussian of each format, and a render-free fidelity measure (per-attribute
 RMSE after decode). The competitor for decode speed is plyfile reading the
 equivalent INRIA PLY, in the same process; the ratio is printed. The .cgs
 decodes, plyfile and a memory floor (allocating and writing float32 arrays of
-the decoded Gaussians' shapes, nothing else) run interleaved, best of
-``--repeat``, so that a busy machine's noise hits them alike.
+the decoded Gaussians' shapes, nothing else, on 1 and on 2 threads) run
+interleaved, best of ``--repeat``, so that a busy machine's noise hits them alike.
 
     python tools/bench_codec.py [--n 1000000] [--iters 5] [--repeat 9] [--skip-real]
+    python tools/bench_codec.py --decode-only   # the decode comparison alone, ~1 minute
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -30,11 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compgs import io  # noqa: E402
-from compgs.codec import CodecOptions, decode  # noqa: E402
+from compgs.codec import DEFAULT_GROUPS, CodecOptions, decode, encode, group_vectors  # noqa: E402
 from compgs.quantize import attribute_rmse, compress_splats  # noqa: E402
 from compgs.splats import FIELDS, Splats  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "splats"
+ISSUE_SIZES = {"dc": 4096, "sh": 4096, "scale": 16384, "rot": 16384}  # issue #4's speed point
 
 
 def timed(fn, repeat: int = 3):
@@ -57,10 +60,13 @@ def interleaved(fns: dict, repeat: int) -> dict[str, float]:
     return best
 
 
-def write_floor(splats: Splats) -> None:
-    """Allocate and write float32 arrays of every field's shape (as the decoder allocates)."""
-    for name in FIELDS:
-        np.empty(tuple(getattr(splats, name).shape), np.float32).fill(1.0)
+def write_floor(splats: Splats, threads: int = 1) -> None:
+    """Allocate and write float32 arrays of every field's shape (as the decoder allocates),
+    in 8 MB blocks on ``threads`` threads: what any decoder must at least spend."""
+    arrays = [np.empty(tuple(getattr(splats, name).shape), np.float32) for name in FIELDS]
+    blocks = [a.reshape(-1)[i : i + (1 << 21)] for a in arrays for i in range(0, a.size, 1 << 21)]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda block: block.fill(1.0), blocks))
 
 
 def bench_one(
@@ -104,6 +110,22 @@ def bench_one(
                 rmse=rmse,
             )
         )
+    summary = decode_timings(name, splats, ply_path, encoded, repeat, tmp)
+    for row in rows:
+        if row["format"] in encoded:
+            row["decode_s"] = summary[f"{row['format'].replace('-', '_')}_decode_s"]
+    plyfile_read = summary["plyfile_read_s"]
+    for row in rows:
+        row["bits_per_gaussian"] = 8 * row["bytes"] / n
+        row["decode_vs_plyfile"] = plyfile_read / row["decode_s"]
+        row["plyfile_read_s"] = plyfile_read
+    return rows, summary
+
+
+def decode_timings(
+    name: str, splats: Splats, ply_path: Path, encoded: dict[str, bytes], repeat: int, tmp: Path
+) -> dict:
+    """plyfile, each .cgs decode (bytes), the BitQ file by path, and the memory floor."""
     cgs_path = tmp / f"{name}.cgs"
     cgs_path.write_bytes(encoded["cgs-bitq"])
     best = interleaved(
@@ -112,27 +134,33 @@ def bench_one(
             **{label: partial(decode, data) for label, data in encoded.items()},
             "cgs-bitq-path": partial(io.load, cgs_path),
             "floor": partial(write_floor, splats),
+            "floor-2": partial(write_floor, splats, threads=2),
         },
         repeat,
     )
-    plyfile_read = best["plyfile"]
-    for row in rows:
-        if row["format"] in encoded:
-            row["decode_s"] = best[row["format"]]
-    summary = {
+    return {
         "input": name,
-        "n": n,
+        "n": splats.num_gaussians,
         "repeat": repeat,
-        "plyfile_read_s": plyfile_read,
-        "cgs_bitq_decode_s": best["cgs-bitq"],
+        "bytes": len(encoded["cgs-bitq"]),
+        "plyfile_read_s": best["plyfile"],
+        **{f"{label.replace('-', '_')}_decode_s": best[label] for label in encoded},
         "cgs_bitq_load_path_s": best["cgs-bitq-path"],
         "write_floor_s": best["floor"],
+        "write_floor_2_threads_s": best["floor-2"],
     }
-    for row in rows:
-        row["bits_per_gaussian"] = 8 * row["bytes"] / n
-        row["decode_vs_plyfile"] = plyfile_read / row["decode_s"]
-        row["plyfile_read_s"] = plyfile_read
-    return rows, summary
+
+
+def quick_bitq(splats: Splats, seed: int = 0) -> bytes:
+    """A BitQ file at the issue's codebook sizes without k-means: codebooks drawn from the
+    Gaussians' own rows, random assignments. Decoding costs the same; fidelity is meaningless."""
+    n, g = splats.num_gaussians, torch.Generator().manual_seed(seed)
+    codebooks, assignments = {}, {}
+    for name, fields in DEFAULT_GROUPS.items():
+        k = min(ISSUE_SIZES[name], n)
+        codebooks[name] = group_vectors(splats, fields)[torch.randperm(n, generator=g)[:k]]
+        assignments[name] = torch.randint(0, k, (n,), generator=g)
+    return encode(splats, codebooks, assignments, CodecOptions.bitq())
 
 
 def print_summary(s: dict) -> None:
@@ -144,8 +172,8 @@ def print_summary(s: dict) -> None:
     print(
         f"{s['input']}: plyfile {1e3 * ply:.1f} ms; cgs-bitq decode(bytes) "
         f"{ms_and_ratio('cgs_bitq_decode_s')}, io.load(path) {ms_and_ratio('cgs_bitq_load_path_s')}; "
-        f"floor (allocate + write the float32 output) {ms_and_ratio('write_floor_s')} "
-        f"(best of {s['repeat']}, interleaved)"
+        f"floor (allocate + write the float32 output) {ms_and_ratio('write_floor_s')}, "
+        f"on 2 threads {ms_and_ratio('write_floor_2_threads_s')} (best of {s['repeat']}, interleaved)"
     )
     print("JSON " + json.dumps({"bench": "codec-decode", **s}))
 
@@ -156,8 +184,25 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5, help="k-means iterations for .cgs")
     parser.add_argument("--repeat", type=int, default=9, help="decode timings: best of this many")
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="only the decode comparison on the generated set, its BitQ file made without "
+        "k-means (minutes faster; what the issue's speed point measures)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
+    if args.decode_only:
+        name, splats = (
+            f"generated-{args.n // 1000}k-sh3",
+            Splats.random(args.n, sh_degree=3, seed=0),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            ply_path = Path(tmp) / f"{name}.ply"
+            io.save(splats, ply_path)
+            encoded = {"cgs-bitq": quick_bitq(splats)}
+            print_summary(decode_timings(name, splats, ply_path, encoded, args.repeat, Path(tmp)))
+        return
     inputs = []
     if SHARED.is_dir() and not args.skip_real:
         inputs += [(p.stem, io.load(p)) for p in sorted(SHARED.glob("*/*.splat"))]
