@@ -1,9 +1,10 @@
 """Benchmark: the .cgs codec beside INRIA PLY, .splat and .spz (all written by compgs).
 
-For each input (the real splats in ../shared/data/splats when present, and a
-generated 1M-Gaussian SH-degree-3 set): encode time, decode time, size and bits
-per Gaussian of each format, and a render-free fidelity measure (per-attribute
-RMSE after decode). The competitor for decode speed is plyfile reading the
+For each input (the real splats in ../shared/data/splats, or in
+$COMPGS_SHARED_DATA/splats, when present, and a generated 1M-Gaussian
+SH-degree-3 set): encode time, decode time, size and bits per Gaussian of
+each format, and a render-free fidelity measure (per-attribute RMSE after
+decode). The competitor for decode speed is plyfile reading the
 equivalent INRIA PLY, in the same process; the ratio is printed. The .cgs
 decodes, plyfile and a memory floor (allocating and writing float32 arrays of
 the decoded Gaussians' shapes, nothing else, on 1 and on 2 threads) run
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -36,7 +38,7 @@ from compgs.codec import DEFAULT_GROUPS, CodecOptions, decode, encode, group_vec
 from compgs.quantize import attribute_rmse, compress_splats  # noqa: E402
 from compgs.splats import FIELDS, Splats  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data" / "splats"
+SHARED = Path(os.environ.get("COMPGS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "splats"
 ISSUE_SIZES = {"dc": 4096, "sh": 4096, "scale": 16384, "rot": 16384}  # issue #4's speed point
 
 
