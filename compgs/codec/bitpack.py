@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 MAX_BITS = 32
+UNPACK_BLOCK = 16384  # groups of 8 values per block: 512 KB of int32 output
 
 
 def bits_for(k: int) -> int:
@@ -42,24 +43,43 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
     return np.packbits(matrix.reshape(-1), bitorder="little").tobytes()
 
 
-def unpack_bits(data: bytes | memoryview, count: int, bits: int) -> np.ndarray:
-    """Inverse of `pack_bits`: ``count`` values as int64. ``data`` must hold enough bytes."""
+def unpack_bits(data: bytes | memoryview, count: int, bits: int, dtype=np.int64) -> np.ndarray:
+    """Inverse of `pack_bits`: ``count`` values. ``data`` must hold enough bytes.
+
+    ``dtype`` is the integer type of the result (int64 by default); a narrower one
+    (e.g. int32 for bit widths up to 31) saves the decoder wide temporaries.
+    """
     if not 0 <= bits <= MAX_BITS:
         raise ValueError(f"bit width must be 0..{MAX_BITS}, got {bits}")
     need = packed_size(count, bits)
     if len(data) < need:
         raise ValueError(f"{count} values of {bits} bits need {need} bytes, got {len(data)}")
     if bits == 0 or count == 0:
-        return np.zeros(count, dtype=np.int64)
+        return np.zeros(count, dtype=dtype)
     if bits in (8, 16, 32):
-        return np.frombuffer(data, dtype=f"<u{bits // 8}", count=count).astype(np.int64)
-    # Gather the (at most 5) bytes that hold each value and shift it out: a few
-    # vectorised gathers instead of expanding every bit.
-    raw = np.frombuffer(data, dtype=np.uint8, count=need)
-    padded = np.concatenate([raw, np.zeros(8, np.uint8)])
-    start = np.arange(count, dtype=np.int64) * bits
-    byte, shift = start >> 3, (start & 7).astype(np.uint64)
-    word = np.zeros(count, dtype=np.uint64)
-    for j in range((7 + bits + 7) // 8):
-        word |= padded[byte + j].astype(np.uint64) << np.uint64(8 * j)
-    return ((word >> shift) & np.uint64((1 << bits) - 1)).astype(np.int64)
+        return np.frombuffer(data, dtype=f"<u{bits // 8}", count=count).astype(dtype)
+    # Eight values fill exactly `bits` bytes. Value j of every such group starts at the
+    # same bit offset j * bits of its group, so it is one little-endian word read at a
+    # fixed byte offset with stride `bits` (an unaligned strided view), shifted by
+    # (j * bits) % 8 < 8 and masked: eight vectorised steps. They write every eighth
+    # output value, so they run over blocks of groups whose output stays in cache
+    # (a third faster at 1M values than eight passes over the whole output).
+    groups = -(-count // 8)
+    word = np.dtype("<u4" if bits <= 25 else "<u8")  # shift + bits fit in the word
+    padded = np.zeros(groups * bits + word.itemsize, np.uint8)
+    padded[:need] = np.frombuffer(data, dtype=np.uint8, count=need)
+    out = np.empty((groups, 8), dtype=dtype)
+    # values < 2**bits fit both types: write through a same-width unsigned view when there is one
+    target = out.view(word) if out.itemsize == word.itemsize else out
+    mask = word.type((1 << bits) - 1)
+    shifted = np.empty(min(groups, UNPACK_BLOCK), word)
+    for first in range(0, groups, UNPACK_BLOCK):
+        size = min(UNPACK_BLOCK, groups - first)
+        for j in range(8):
+            offset = first * bits + (j * bits >> 3)
+            words = np.ndarray((size,), word, buffer=padded, offset=offset, strides=(bits,))
+            np.right_shift(words, word.type(j * bits & 7), out=shifted[:size])
+            np.bitwise_and(
+                shifted[:size], mask, out=target[first : first + size, j], casting="unsafe"
+            )
+    return out.reshape(-1)[:count]

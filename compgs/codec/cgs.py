@@ -7,6 +7,8 @@ which is then stored as K run lengths instead of N indices; within each run
 they are ordered by the Morton code of their position so that positions (and
 indices that correlate with position) compress better. Positions and opacities
 are stored per Gaussian at the precision chosen in `CodecOptions`.
+
+Reading (`decode`) lives in `compgs.codec.reader`.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import numpy as np
 import torch
 
 from compgs.codec import container
-from compgs.codec.bitpack import bits_for, pack_bits, packed_size, unpack_bits
+from compgs.codec.bitpack import bits_for, pack_bits
 from compgs.codec.container import ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL
 from compgs.codec.morton import morton_codes
-from compgs.codec.rle import expand_runs, run_lengths
-from compgs.codec.u8 import opacity_logit_to_u8, u8_to_opacity_logit
-from compgs.errors import CorruptFileError, InputError
-from compgs.splats import FIELDS, Splats, num_rest_coeffs
+from compgs.codec.rle import run_lengths
+from compgs.codec.u8 import opacity_logit_to_u8
+from compgs.errors import InputError
+from compgs.splats import Splats, num_rest_coeffs
 
 # The CompGS default: four groups, each with its own codebook.
 DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -86,33 +88,6 @@ class CodecOptions:
         """The paper's BitQ: 16-bit positions and 8-bit opacity (and half codebooks)."""
         base = {"positions": "f16", "opacities": "u8", "codebooks": "f16"}
         return CodecOptions(**{**base, **overrides})
-
-
-@dataclasses.dataclass
-class CompressedSplats:
-    """A decoded .cgs file before codebook gathers: what the file holds, as tensors."""
-
-    num_gaussians: int
-    sh_degree: int
-    meta: dict
-    codebooks: dict[str, torch.Tensor]  # group -> [K, d] float32
-    indices: dict[str, torch.Tensor]  # group -> [N] int64 (the sort key expanded from runs)
-    means: torch.Tensor
-    opacities: torch.Tensor
-    raw_fields: dict[str, torch.Tensor]  # non-quantized fields, [N, ...]
-
-    def to_splats(self) -> Splats:
-        n = self.num_gaussians
-        shapes = field_shapes(self.sh_degree)
-        fields = {"means": self.means, "opacities": self.opacities, **self.raw_fields}
-        for group in self.meta["groups"]:
-            vectors = self.codebooks[group["name"]][self.indices[group["name"]]]
-            start = 0
-            for name in group["fields"]:
-                width = math.prod(shapes[name])
-                fields[name] = vectors[:, start : start + width].reshape(n, *shapes[name])
-                start += width
-        return Splats(**{name: fields[name].contiguous() for name in FIELDS})
 
 
 def field_shapes(sh_degree: int) -> dict[str, tuple[int, ...]]:
@@ -290,163 +265,3 @@ def _element_widths(meta: dict) -> dict[str, int]:
     for r in meta["raw_fields"]:
         widths[f"raw.{r['field']}"] = FLOAT_BYTES[r["encoding"]]
     return widths
-
-
-# --- decoding ---------------------------------------------------------------------
-
-
-def decode(data: bytes, source: str = "<bytes>") -> Splats:
-    """Splats from .cgs bytes (quantized fields expanded as codebook[index])."""
-    return decode_compressed(data, source).to_splats()
-
-
-def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
-    """The file's codebooks, indices and per-Gaussian arrays, validated, not expanded."""
-    _, n, table = container.read_table(data, source)
-
-    def fail(section: str, message: str):
-        raise CorruptFileError(f"{source}: section '{section}': {message}")
-
-    if "meta" not in table:
-        fail("meta", "missing")
-    if table["meta"].raw > 1 << 24:
-        fail("meta", f"declares {table['meta'].raw} bytes of metadata")
-    try:
-        meta = json.loads(container.read_section(data, table["meta"], source))
-        kind = meta.get("format", "cgs") if isinstance(meta, dict) else "cgs"
-        if kind != "cgs":  # the same container holds NOLA and backbone files
-            fail("meta", f"this container holds a {kind!r} file, not Gaussians (.cgs)")
-        degree = _json_int(meta["sh_degree"])
-        shapes = field_shapes(degree)
-        groups = meta["groups"]
-        pos_enc = meta["positions"]["encoding"]
-        op_enc = meta["opacities"]["encoding"]
-        raw_fields = meta["raw_fields"]
-        if (
-            meta["num_gaussians"] != n
-            or pos_enc not in POSITION_BYTES
-            or op_enc not in OPACITY_BYTES
-        ):
-            raise ValueError("inconsistent header")
-    except (ValueError, KeyError, TypeError, InputError, UnicodeDecodeError) as e:
-        fail("meta", f"invalid metadata ({type(e).__name__}: {e})")
-
-    if next(iter(table)) != "meta":
-        fail("section table", "the first section must be 'meta'")
-    claimed: set[str] = set()  # every field is stored once
-    # Expected decoded size of every section, from N and the metadata, before inflating any.
-    expected = {
-        "meta": table["meta"].raw,
-        "means": 3 * n * POSITION_BYTES[pos_enc],
-        "opacities": n * OPACITY_BYTES[op_enc],
-    }
-    try:
-        names = [g["name"] for g in groups]
-        if not all(isinstance(name, str) for name in names) or len(set(names)) != len(names):
-            raise ValueError(f"group names {names} are not distinct strings")
-        for g in groups:
-            k, dim, bits = _json_int(g["k"]), _json_int(g["dim"]), _json_int(g["bits"])
-            cb_enc = g["codebook"]
-            if len(set(g["fields"])) != len(g["fields"]) or set(g["fields"]) & claimed:
-                raise ValueError(f"group {g['name']!r} repeats a field")
-            claimed.update(g["fields"])
-            if k < 1 or bits != bits_for(k) or cb_enc not in FLOAT_BYTES:
-                raise ValueError(f"group {g['name']!r}")
-            if dim != sum(math.prod(shapes[f]) for f in g["fields"]):
-                raise ValueError(f"group {g['name']!r} width")
-            expected[f"cb.{g['name']}"] = k * dim * FLOAT_BYTES[cb_enc]
-            if g["index"] == "runs":
-                if not 0 <= _json_int(g["count_bits"]) <= 32:
-                    raise ValueError(f"group {g['name']!r} count_bits")
-                expected[f"rle.{g['name']}"] = packed_size(k, int(g["count_bits"]))
-            else:
-                expected[f"idx.{g['name']}"] = packed_size(n, bits)
-        for r in raw_fields:
-            if r["field"] in claimed or r["field"] in ("means", "opacities"):
-                raise ValueError(f"field {r['field']!r} is stored twice")
-            claimed.add(r["field"])
-            expected[f"raw.{r['field']}"] = (
-                n * math.prod(shapes[r["field"]]) * FLOAT_BYTES[r["encoding"]]
-            )
-        stored = claimed | {"means", "opacities"}
-        missing = [f for f in FIELDS if f not in stored and math.prod(shapes[f])]
-        if missing:
-            raise ValueError(f"fields {missing} are stored nowhere")
-    except (ValueError, KeyError, TypeError, InputError) as e:
-        fail("meta", f"invalid group description ({e})")
-    if set(expected) != set(table):
-        fail(
-            "section table",
-            f"sections {sorted(table)} do not match the metadata {sorted(expected)}",
-        )
-    for name, size in expected.items():
-        if table[name].raw != size:
-            fail(name, f"holds {table[name].raw} bytes, metadata implies {size}")
-    sec = {name: container.read_section(data, info, source) for name, info in table.items()}
-
-    if pos_enc == "u16":
-        try:
-            lo, hi = (np.asarray(v, dtype=np.float64).reshape(3) for v in meta["positions"]["bbox"])
-        except (KeyError, ValueError, TypeError):
-            fail("meta", "u16 positions need a bounding box")
-        span = np.where(hi > lo, hi - lo, 1.0)
-        q = np.frombuffer(sec["means"], "<u2").reshape(n, 3).astype(np.float64)
-        means = (lo + q / 65535.0 * span).astype(np.float32)
-    else:
-        means = _floats(sec["means"], pos_enc).reshape(n, 3)
-    if op_enc == "u8":
-        opacities = u8_to_opacity_logit(np.frombuffer(sec["opacities"], np.uint8))
-    else:
-        opacities = _floats(sec["opacities"], op_enc)
-
-    codebooks, indices = {}, {}
-    for g in groups:
-        name, k = g["name"], int(g["k"])
-        codebooks[name] = torch.from_numpy(
-            _floats(sec[f"cb.{name}"], g["codebook"]).reshape(k, g["dim"])
-        )
-        if g["index"] == "runs":
-            counts = unpack_bits(sec[f"rle.{name}"], k, int(g["count_bits"]))
-            if int(counts.sum()) != n:
-                fail(f"rle.{name}", f"run lengths sum to {int(counts.sum())}, not {n}")
-            indices[name] = torch.from_numpy(expand_runs(counts))
-        else:
-            idx = unpack_bits(sec[f"idx.{name}"], n, int(g["bits"]))
-            if n and int(idx.max()) >= k:
-                fail(f"idx.{name}", f"index {int(idx.max())} outside a codebook of {k}")
-            indices[name] = torch.from_numpy(idx)
-    raw = {
-        r["field"]: torch.from_numpy(
-            _floats(sec[f"raw.{r['field']}"], r["encoding"]).reshape(n, *shapes[r["field"]])
-        )
-        for r in raw_fields
-    }
-    if degree == 0 and "shN" not in raw and all("shN" not in g["fields"] for g in groups):
-        raw["shN"] = torch.zeros(n, 0, 3)
-    covered = {"means", "opacities", *raw, *(f for g in groups for f in g["fields"])}
-    if covered != set(FIELDS):
-        fail("meta", f"fields {sorted(set(FIELDS) - covered)} are stored nowhere")
-    for name, arr in (("means", means), ("opacities", opacities)):
-        if not np.isfinite(arr).all():
-            fail(name, "holds non-finite values")
-    return CompressedSplats(
-        num_gaussians=n,
-        sh_degree=degree,
-        meta=meta,
-        codebooks=codebooks,
-        indices=indices,
-        means=torch.from_numpy(means),
-        opacities=torch.from_numpy(np.ascontiguousarray(opacities)),
-        raw_fields=raw,
-    )
-
-
-def _json_int(value) -> int:
-    """A JSON integer (not a string, float or boolean that int() would accept)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
-
-
-def _floats(data: bytes, encoding: str) -> np.ndarray:
-    return np.frombuffer(data, "<f4" if encoding == "f32" else "<f2").astype(np.float32)

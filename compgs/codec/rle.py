@@ -17,7 +17,7 @@ def run_lengths(sorted_index: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(idx, minlength=k).astype(np.int64)
 
 
-def expand_runs(counts: np.ndarray) -> np.ndarray:
-    """The sorted index [sum(counts)] that the run lengths describe."""
+def expand_runs(counts: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """The sorted index [sum(counts)] that the run lengths describe, as ``dtype``."""
     counts = np.asarray(counts).reshape(-1)
-    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return np.repeat(np.arange(len(counts), dtype=dtype), counts)

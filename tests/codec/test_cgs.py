@@ -223,3 +223,113 @@ def test_a_shuffled_section_of_broken_elements_is_corrupt():
     struct.pack_into("<I", data, container.HEADER.size - 4, zlib.crc32(head + table))
     with pytest.raises(CorruptFileError, match="not whole 4-byte elements"):
         container.read_table(bytes(data))
+
+
+def test_inflating_a_highly_compressed_section_grows_its_buffer_to_the_exact_size():
+    """Zeros inflate ~10^4-fold: the reader's buffer starts small and doubles as output arrives."""
+    big = bytes(3 << 20)
+    data = container.pack_container(1, {"z": big, "s": b"\1\2" * 700_000}, 3, widths={"s": 2})
+    _, _, table = container.read_table(data)
+    assert table["z"].encoding == "zstd" and table["z"].stored * 100 < len(big)
+    assert container.read_section(data, table["z"]) == big
+    assert container.section_array(data, table["s"]).tobytes() == b"\1\2" * 700_000
+
+
+def test_a_frame_that_inflates_past_its_table_length_is_corrupt():
+    import zstandard
+
+    big = bytes(3 << 20)
+    data = bytearray(container.pack_container(1, {"z": big}, 3))
+    entry = container.HEADER.size
+    struct.pack_into("<Q", data, entry + 40, len(big) - 1)  # the table now claims one byte less
+    _, _, _, _, count, _ = container.HEADER.unpack_from(data)
+    head = bytes(data[: container.HEADER.size - 4])
+    table = bytes(data[container.HEADER.size : container.header_size(count)])
+    struct.pack_into("<I", data, container.HEADER.size - 4, zlib.crc32(head + table))
+    _, _, parsed = container.read_table(bytes(data))
+    assert zstandard.frame_content_size(bytes(data[parsed["z"].offset :])) == len(big)
+    with pytest.raises(CorruptFileError, match="section 'z': inflates to"):
+        container.read_section(bytes(data), parsed["z"])
+
+
+def _rewrite(data: bytes, edit) -> bytes:
+    """``data`` with its metadata/sections changed by ``edit`` and everything re-checksummed."""
+    import json
+
+    c = container.unpack_container(data)
+    meta = json.loads(c.sections["meta"])
+    sections = dict(c.sections)
+    edit(meta, sections)
+    sections["meta"] = json.dumps(meta).encode()
+    return container.pack_container(c.num_gaussians, sections, zstd_level=None)
+
+
+def test_non_finite_codebook_rows_are_rejected_where_gaussians_use_them():
+    splats, cbs, idx = random_quantized(200, sizes={"dc": 8, "sh": 8, "scale": 512, "rot": 8})
+    data = encode(splats, cbs, idx, CodecOptions(zstd_level=None, sort_key="rot"))
+    stored = decode_compressed(data)
+    used = int(stored.indices["scale"][17])
+    count = int((stored.indices["scale"] == used).sum())
+    first = int((stored.indices["scale"] == used).nonzero()[0])
+
+    def nan_row(row):
+        def edit(meta, sections):
+            values = np.frombuffer(sections["cb.scale"], "<f4").copy()
+            values[3 * row + 1] = np.nan
+            sections["cb.scale"] = values.tobytes()
+
+        return edit
+
+    message = f"Splats.scales holds non-finite values in {count} Gaussian.*first at index {first}"
+    for read in (decode, decode_compressed):
+        with pytest.raises(CorruptFileError, match=message):
+            read(_rewrite(data, nan_row(used)))
+    unused = min(set(range(512)) - set(stored.indices["scale"].tolist()))
+    # no Gaussian takes that row: the Gaussians are finite, the file is accepted
+    assert torch.isfinite(decode(_rewrite(data, nan_row(unused))).scales).all()
+
+
+def test_non_finite_raw_fields_and_f16_positions_are_rejected():
+    splats, cbs, idx = random_quantized(100, sizes={"dc": 8, "sh": 8, "scale": 8, "rot": 8})
+    groups = {"dc": ("sh0",), "rot": ("quats",)}  # shN and scales stored raw
+    data = encode(splats, cbs, idx, CodecOptions.bitq(groups=groups, zstd_level=None))
+
+    def inf_in(section, at, dtype="<f2"):
+        def edit(meta, sections):
+            values = np.frombuffer(sections[section], dtype).copy()
+            values[at] = np.inf
+            sections[section] = values.tobytes()
+
+        return edit
+
+    with pytest.raises(CorruptFileError, match=r"Splats.scales holds .* in 1 Gaussian.*index 4"):
+        decode(_rewrite(data, inf_in("raw.scales", 3 * 4 + 2)))
+    with pytest.raises(CorruptFileError, match="section 'means': holds non-finite"):
+        decode(_rewrite(data, inf_in("means", 7)))
+
+
+@pytest.mark.parametrize("bbox", [[[0, 0, -1e39], [1, 1, 1]], [[0, 0, 0], [1, 1e308, 1]]])
+def test_a_u16_bounding_box_beyond_float32_is_corrupt(bbox):
+    splats, cbs, idx = random_quantized(50, sizes={"dc": 8, "sh": 8, "scale": 8, "rot": 8})
+    data = encode(splats, cbs, idx, CodecOptions.bitq(positions="u16", zstd_level=None))
+
+    def edit(meta, sections):
+        meta["positions"]["bbox"] = bbox
+
+    with pytest.raises(CorruptFileError, match="section 'means': .*non-finite"):
+        decode(_rewrite(data, edit))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decoding_on_one_or_more_threads_gives_the_same_gaussians(threads):
+    splats, cbs, idx = random_quantized(3000, sizes={"dc": 64, "sh": 64, "scale": 300, "rot": 90})
+    data = encode(splats, cbs, idx, CodecOptions.bitq(positions="u16"))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        out = decode(data)
+    finally:
+        torch.set_num_threads(before)
+    reference = decode(data)
+    for name in FIELDS:
+        assert torch.equal(getattr(out, name), getattr(reference, name)), name
