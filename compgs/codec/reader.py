@@ -71,18 +71,14 @@ class CompressedSplats:
         shapes = field_shapes(self.sh_degree)
         fields = {"means": self.means, "opacities": self.opacities, **self.raw_fields}
         tasks = []
-        for group in self.meta["groups"]:
-            codebook = _numpy(self.codebooks[group["name"]])
-            index = _numpy(self.indices[group["name"]])
-            start = 0
-            for name in group["fields"]:
-                width = math.prod(shapes[name])
-                out = np.empty((n, *shapes[name]), np.float32)
-                fields[name] = torch.from_numpy(out)
-                if width:
-                    rows = _as_rows(np.ascontiguousarray(codebook[:, start : start + width]))
-                    tasks += _gather_tasks(rows, index, _as_rows(out.reshape(n, width)))
-                start += width
+        for group, name, start, width in field_columns(self.meta["groups"], shapes):
+            out = np.empty((n, *shapes[name]), np.float32)
+            fields[name] = torch.from_numpy(out)
+            if width:
+                codebook = _numpy(self.codebooks[group])[:, start : start + width]
+                rows = _as_rows(np.ascontiguousarray(codebook))
+                index = _numpy(self.indices[group])
+                tasks += _gather_tasks(rows, index, _as_rows(out.reshape(n, width)))
         _run(tasks, parallel=sum(4 * n * s for s in _widths(shapes)) >= PARALLEL_BYTES)
         return Splats(**{name: fields[name] for name in FIELDS})
 
@@ -149,6 +145,16 @@ def decode_compressed(data: bytes, source: str = "<bytes>") -> CompressedSplats:
     )
     _check_fields_finite(compressed, source)
     return compressed
+
+
+def field_columns(groups: list[dict], shapes: dict):
+    """(group name, field, first column, width) of every quantized field, in file order."""
+    for group in groups:
+        start = 0
+        for field in group["fields"]:
+            width = math.prod(shapes[field])
+            yield group["name"], field, start, width
+            start += width
 
 
 # --- threads ----------------------------------------------------------------------
@@ -289,12 +295,10 @@ def _check_fields_finite(compressed: CompressedSplats, source: str) -> None:
     row that no Gaussian uses is accepted, as the JavaScript reader does.)
     """
     n, shapes = compressed.num_gaussians, field_shapes(compressed.sh_degree)
-    columns = {}  # field -> (group, first column)
-    for g in compressed.meta["groups"]:
-        start = 0
-        for field in g["fields"]:
-            columns[field] = (g["name"], start)
-            start += math.prod(shapes[field])
+    columns = {
+        field: (group, start)
+        for group, field, start, _ in field_columns(compressed.meta["groups"], shapes)
+    }
     for field in FIELDS:  # validate_finite's order, so the same field is named
         width = math.prod(shapes[field])
         if field in columns:
