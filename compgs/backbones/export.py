@@ -39,7 +39,7 @@ from torch.nn.utils import parametrize
 
 from compgs.atomic import atomic_write_bytes
 from compgs.backbones.fold import folded_pairs, strip_batchnorm
-from compgs.backbones.layout import candidate_layers, leftover_kind
+from compgs.backbones.layout import candidate_layers, leftover_kinds
 from compgs.backbones.quantize import VQWeight, codebook_groups, quantized_layers
 from compgs.backbones.size import LayerSize, SizeReport, float_bytes
 from compgs.codec import container
@@ -123,6 +123,7 @@ def export_model(
         scales += scale
     tensors, tensor_meta, by_kind = bytearray(), [], {}
     leftovers = _leftover_state(model)
+    kinds = leftover_kinds(model, leftovers)
     for name, t in leftovers.items():
         dtype = float_dtype if t.is_floating_point() else TORCH_TO_NAME.get(t.dtype)
         if dtype is None:
@@ -135,8 +136,7 @@ def export_model(
         tensor_meta.append({"name": name, "shape": list(t.shape), "dtype": dtype,
                             "offset": len(tensors), "bytes": len(raw)})  # fmt: skip
         tensors += raw
-        kind = leftover_kind(model, name)
-        by_kind[kind] = by_kind.get(kind, 0) + len(raw)
+        by_kind[kinds[name]] = by_kind.get(kinds[name], 0) + len(raw)
     from compgs import __version__
 
     meta = {

@@ -96,18 +96,24 @@ def select_layers(model: nn.Module, config: VQConfig) -> list[str]:
     return selected
 
 
-def leftover_kind(model: nn.Module, entry: str) -> str:
-    """What a float state entry of ``model`` is, for the size report: "batch-norm affine",
-    "batch-norm statistics", "biases", "head" (classifier weight), "stem" (the first
-    Conv/Linear weight), "small layers" (other weights left float) or "other"."""
-    module_name, _, attr = entry.rpartition(".")
-    module = dict(model.named_modules()).get(module_name)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return "batch-norm affine" if attr in ("weight", "bias") else "batch-norm statistics"
-    if attr == "bias":
-        return "biases"
-    if isinstance(module, QUANTIZABLE) and attr == "weight":
-        if module_name == head_name(model):
-            return "head"
-        return "stem" if module_name == next(iter(candidate_layers(model))) else "small layers"
-    return "other"
+def leftover_kinds(model: nn.Module, entries) -> dict[str, str]:
+    """What each float state entry of ``model`` is, for the size report: "batch-norm
+    affine", "batch-norm statistics", "biases", "head" (classifier weight), "stem" (the
+    first Conv/Linear weight), "small layers" (other weights left float) or "other"."""
+    modules = dict(model.named_modules())
+    head = head_name(model)
+    stem = next(iter(candidate_layers(model)), None)
+    kinds = {}
+    for entry in entries:
+        module_name, _, attr = entry.rpartition(".")
+        module = modules.get(module_name)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            kind = "batch-norm affine" if attr in ("weight", "bias") else "batch-norm statistics"
+        elif attr == "bias":
+            kind = "biases"
+        elif isinstance(module, QUANTIZABLE) and attr == "weight":
+            kind = {stem: "stem", head: "head"}.get(module_name, "small layers")  # head wins
+        else:
+            kind = "other"
+        kinds[entry] = kind
+    return kinds

@@ -53,7 +53,7 @@ class SizeReport:
         header_bytes: the container header and section table.
         total_bytes: the file size: header_bytes + sum(sections).
         leftovers: raw (pre-zstd) bytes of the float leftovers by kind (see
-            `compgs.backbones.layout.leftover_kind`); they add up to the raw
+            `compgs.backbones.layout.leftover_kinds`); they add up to the raw
             ``tensors`` section, which zstd may then shrink.
     """
 
