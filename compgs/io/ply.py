@@ -21,18 +21,13 @@ from compgs.io.common import checked_finite, read_input_bytes
 from compgs.splats import Splats, sh_degree_from_rest
 
 MAX_HEADER_BYTES = 1 << 16
-PLY_TYPE_SIZES = {
-    "char": 1, "int8": 1, "uchar": 1, "uint8": 1,
-    "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
-    "int": 4, "int32": 4, "uint": 4, "uint32": 4,
-    "float": 4, "float32": 4, "double": 8, "float64": 8,
-}  # fmt: skip
 PLY_NUMPY = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
     "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
     "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
     "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }  # fmt: skip
+PLY_TYPE_SIZES = {name: np.dtype(code).itemsize for name, code in PLY_NUMPY.items()}
 REQUIRED = (
     ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
     + [f"scale_{i}" for i in range(3)]
@@ -85,8 +80,8 @@ def _parse_header(path: Path, data: bytes) -> tuple[str, int, list[tuple[str, st
         if lst:
             needed, offset_known = 0, False  # variable-size rows: only check vertex itself
         else:
-            needed += n * sum(PLY_TYPE_SIZES[t] for t, _ in ps)
-            before += n * sum(PLY_TYPE_SIZES[t] for t, _ in ps)
+            rows = n * sum(PLY_TYPE_SIZES[t] for t, _ in ps)
+            needed, before = needed + rows, before + rows
     available = len(data) - body_start
     if fmt in ("binary_little_endian", "binary_big_endian"):
         if available < needed:
