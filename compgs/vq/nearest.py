@@ -19,9 +19,10 @@ fused distance + argmin kernels, which beat any unfused torch code when d is
 small. Its answer is the nearest centroid up to float32 rounding: it can differ
 from the rule above only between distinct centroids whose squared distances
 differ by less than ~1e-6 (|x| + |c|)^2 (norms taken after centring on the
-centroid mean); exact duplicates go to the lowest index, as in the rule. Certifying every row would need faiss'
-two nearest, which leaves its fast k = 1 path (4x slower at d = 4, measured),
-more than the whole torch path costs.
+centroid mean); exact duplicates go to the lowest index, as in the rule.
+Certifying every row would need faiss' two nearest, which leaves its fast
+k = 1 path (4x slower at d = 4, measured), more than the whole torch path
+costs.
 """
 
 from __future__ import annotations
